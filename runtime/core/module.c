@@ -1,0 +1,353 @@
+/* module.c: the generic half of modules: registry of kinds, lifecycle, parameters, the tree
+ * walk, clone, masks and activity statistics (see module.h). The layers are in the modules folder. */
+#include "module.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd.h"
+
+/* Kinds, defined in modules/layers.c and modules/containers.c. */
+extern const pr_module_vt pr_linear_vt, pr_conv2d_vt, pr_batchnorm1d_vt, pr_batchnorm2d_vt,
+    pr_relu_vt, pr_leakyrelu_vt, pr_sigmoid_vt, pr_tanh_vt, pr_softmax_vt, pr_logsoftmax_vt,
+    pr_dropout_vt, pr_flatten_vt, pr_identity_vt, pr_maxpool2d_vt, pr_avgpool2d_vt,
+    pr_globalavgpool2d_vt, pr_sequential_vt, pr_residual_vt, pr_concat_vt;
+
+static const pr_module_vt *const kinds[] = {
+    &pr_linear_vt, &pr_conv2d_vt, &pr_batchnorm1d_vt, &pr_batchnorm2d_vt, &pr_relu_vt,
+    &pr_leakyrelu_vt, &pr_sigmoid_vt, &pr_tanh_vt, &pr_softmax_vt, &pr_logsoftmax_vt,
+    &pr_dropout_vt, &pr_flatten_vt, &pr_identity_vt, &pr_maxpool2d_vt, &pr_avgpool2d_vt,
+    &pr_globalavgpool2d_vt, &pr_sequential_vt, &pr_residual_vt, &pr_concat_vt,
+};
+
+const pr_module_vt *pr_module_kind(const char *kind)
+{
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (strcmp(kinds[i]->kind, kind) == 0)
+            return kinds[i];
+    return NULL;
+}
+
+pr_module *pr_module_new_raw(const pr_module_vt *vt)
+{
+    pr_module *m = calloc(1, sizeof *m);
+    if (!m) {
+        pr_error_code(PR_ENOMEM, "out of memory");
+        return NULL;
+    }
+    m->vt = vt;
+    m->refcount = 1;
+    m->training = 1;
+    return m;
+}
+
+static int name_index(const char *const *names, const char *name)
+{
+    for (int i = 0; names && names[i]; i++)
+        if (strcmp(names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+pr_module *pr_module_new(const char *kind, int n, const char *const *names, const double *values)
+{
+    const pr_module_vt *vt = pr_module_kind(kind);
+    if (!vt) {
+        pr_error("unknown module kind '%s'", kind);
+        return NULL;
+    }
+    pr_module *m = pr_module_new_raw(vt);
+    if (!m)
+        return NULL;
+    /* "Not given" is -1 for integers and NaN for reals; each kind's init() fills in defaults. */
+    for (int i = 0; i < PR_MODULE_MAXCFG; i++)
+        m->cfg[i] = -1;
+    for (int i = 0; i < 4; i++)
+        m->fcfg[i] = NAN;
+    for (int k = 0; k < n; k++) {
+        int i = name_index(vt->cfg_names, names[k]);
+        if (i >= 0) {
+            m->cfg[i] = (int64_t)values[k];
+            continue;
+        }
+        i = name_index(vt->fcfg_names, names[k]);
+        if (i >= 0) {
+            m->fcfg[i] = values[k];
+            continue;
+        }
+        pr_error("%s: unknown option '%s'", kind, names[k]);
+        pr_module_release(m);
+        return NULL;
+    }
+    if (vt->init && vt->init(m) < 0) {
+        pr_module_release(m);
+        return NULL;
+    }
+    return m;
+}
+
+void pr_module_retain(pr_module *m) { if (m) m->refcount++; }
+
+void pr_module_release(pr_module *m)
+{
+    if (!m || --m->refcount > 0)
+        return;
+    for (int i = 0; i < m->nparams; i++)
+        pr_tensor_release(m->params[i]);
+    for (int i = 0; i < m->nbuffers; i++)
+        pr_tensor_release(m->buffers[i]);
+    for (int i = 0; i < m->nchildren; i++)
+        pr_module_release(m->children[i]);
+    free(m->children);
+    pr_tensor_release(m->activity.sum);
+    pr_tensor_release(m->activity.zeros);
+    pr_module_set_exec(m, NULL);
+    free(m);
+}
+
+void pr_module_set_exec(pr_module *m, pr_module_exec *e)
+{
+    if (m->exec && m->exec != e && m->exec->free)
+        m->exec->free(m->exec);
+    m->exec = e;
+}
+
+int pr_module_add_child(pr_module *m, pr_module *child)
+{
+    pr_module **c = realloc(m->children, (size_t)(m->nchildren + 1) * sizeof *c);
+    if (!c)
+        return pr_error_code(PR_ENOMEM, "out of memory");
+    m->children = c;
+    c[m->nchildren++] = child;
+    pr_module_retain(child);
+    return PR_OK;
+}
+
+int pr_module_add_param(pr_module *m, const char *name, pr_tensor *t)
+{
+    if (!t)
+        return PR_ENOMEM;
+    if (m->nparams == PR_MODULE_MAXPARAM) {
+        pr_tensor_release(t);
+        return pr_error("%s: too many parameters", m->vt->kind);
+    }
+    t->requires_grad = 1;
+    m->param_names[m->nparams] = name;
+    m->params[m->nparams++] = t;
+    return PR_OK;
+}
+
+int pr_module_add_buffer(pr_module *m, const char *name, pr_tensor *t)
+{
+    if (!t)
+        return PR_ENOMEM;
+    if (m->nbuffers == PR_MODULE_MAXPARAM) {
+        pr_tensor_release(t);
+        return pr_error("%s: too many buffers", m->vt->kind);
+    }
+    m->buffer_names[m->nbuffers] = name;
+    m->buffers[m->nbuffers++] = t;
+    return PR_OK;
+}
+
+pr_tensor *pr_module_param(pr_module *m, const char *name)
+{
+    for (int i = 0; i < m->nparams; i++)
+        if (strcmp(m->param_names[i], name) == 0)
+            return m->params[i];
+    return NULL;
+}
+
+pr_tensor *pr_module_buffer(pr_module *m, const char *name)
+{
+    for (int i = 0; i < m->nbuffers; i++)
+        if (strcmp(m->buffer_names[i], name) == 0)
+            return m->buffers[i];
+    return NULL;
+}
+
+/* Per-channel sums of the output and counts of non-positive outputs (APoZ after ReLU). */
+static int accumulate_activity(pr_module *m, pr_tensor *y)
+{
+    if (y->dtype != PR_FLOAT32 || y->ndim < 2)
+        return PR_OK;
+    int64_t n = y->shape[0], c = y->shape[1], inner = 1;
+    for (int d = 2; d < y->ndim; d++)
+        inner *= y->shape[d];
+    pr_activity *a = &m->activity;
+    if (!a->sum || a->sum->shape[0] != c) {
+        pr_tensor_release(a->sum);
+        pr_tensor_release(a->zeros);
+        a->sum = pr_tensor_zeros(PR_FLOAT32, 1, &c);
+        a->zeros = pr_tensor_zeros(PR_FLOAT32, 1, &c);
+        a->count = 0;
+        if (!a->sum || !a->zeros)
+            return PR_ENOMEM;
+    }
+    pr_tensor *yc = pr_tensor_contiguous(y);
+    if (!yc)
+        return PR_ENOMEM;
+    const float *p = pr_tensor_f32(yc);
+    float *s = pr_tensor_f32(a->sum), *z = pr_tensor_f32(a->zeros);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < c; j++) {
+            const float *q = p + (i * c + j) * inner;
+            double acc = 0;
+            int64_t zc = 0;
+            for (int64_t k = 0; k < inner; k++) {
+                acc += q[k];
+                zc += q[k] <= 0.0f;
+            }
+            s[j] += (float)acc;
+            z[j] += (float)zc;
+        }
+    a->count += (double)(n * inner);
+    pr_tensor_release(yc);
+    return PR_OK;
+}
+
+pr_tensor *pr_module_forward(pr_module *m, pr_tensor *x)
+{
+    if (!x) {
+        pr_error("%s: input is missing", m->vt->kind);
+        return NULL;
+    }
+    pr_tensor *y = m->exec && !pr_grad_enabled() ? m->exec->forward(m, m->exec, x)
+                                                  : m->vt->forward(m, x);
+    if (y && m->activity.on && accumulate_activity(m, y) < 0) {
+        pr_tensor_release(y);
+        return NULL;
+    }
+    return y;
+}
+
+void pr_module_train(pr_module *m, int on)
+{
+    m->training = on;
+    if (on)
+        pr_module_set_exec(m, NULL);
+    for (int i = 0; i < m->nchildren; i++)
+        pr_module_train(m->children[i], on);
+}
+
+int pr_module_collect_activity(pr_module *m, int on)
+{
+    m->activity.on = on;
+    if (on) {
+        pr_tensor_release(m->activity.sum);
+        pr_tensor_release(m->activity.zeros);
+        m->activity.sum = m->activity.zeros = NULL;
+        m->activity.count = 0;
+    }
+    for (int i = 0; i < m->nchildren; i++)
+        pr_module_collect_activity(m->children[i], on);
+    return PR_OK;
+}
+
+static int walk(pr_module *m, char *path, size_t len, size_t cap, pr_module_visit_fn fn, void *ctx)
+{
+    int rc = fn(m, path, ctx);
+    for (int i = 0; rc == PR_OK && i < m->nchildren; i++) {
+        int w = snprintf(path + len, cap - len, len ? ".%d" : "%d", i);
+        if (w < 0 || (size_t)w >= cap - len)
+            return pr_error("module tree too deep");
+        rc = walk(m->children[i], path, len + (size_t)w, cap, fn, ctx);
+        path[len] = '\0';
+    }
+    return rc;
+}
+
+int pr_module_walk(pr_module *m, pr_module_visit_fn fn, void *ctx)
+{
+    char path[512] = "";
+    return walk(m, path, 0, sizeof path, fn, ctx);
+}
+
+static pr_tensor *clone_with_mask(pr_tensor *t)
+{
+    pr_tensor *c = pr_tensor_clone(t);
+    if (!c)
+        return NULL;
+    c->requires_grad = t->requires_grad;
+    if (t->mask) {
+        c->mask = pr_tensor_clone(t->mask);
+        if (!c->mask) {
+            pr_tensor_release(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+pr_module *pr_module_clone(pr_module *m)
+{
+    pr_module *c = pr_module_new_raw(m->vt);
+    if (!c)
+        return NULL;
+    c->training = m->training;
+    memcpy(c->cfg, m->cfg, sizeof c->cfg);
+    memcpy(c->fcfg, m->fcfg, sizeof c->fcfg);
+    for (int i = 0; i < m->nparams; i++) {
+        pr_tensor *t = clone_with_mask(m->params[i]);
+        if (!t || pr_module_add_param(c, m->param_names[i], t) < 0)
+            goto fail;
+        t->requires_grad = m->params[i]->requires_grad;
+    }
+    for (int i = 0; i < m->nbuffers; i++) {
+        pr_tensor *t = clone_with_mask(m->buffers[i]);
+        if (!t || pr_module_add_buffer(c, m->buffer_names[i], t) < 0)
+            goto fail;
+    }
+    for (int i = 0; i < m->nchildren; i++) {
+        pr_module *k = pr_module_clone(m->children[i]);
+        int rc = k ? pr_module_add_child(c, k) : PR_ENOMEM;
+        pr_module_release(k);
+        if (rc < 0)
+            goto fail;
+    }
+    return c;
+fail:
+    pr_module_release(c);
+    return NULL;
+}
+
+int pr_param_set_mask(pr_tensor *param, pr_tensor *mask)
+{
+    if (!mask) {
+        pr_tensor_release(param->mask);
+        param->mask = NULL;
+        return PR_OK;
+    }
+    if (!pr_tensor_same_shape(param, mask)) {
+        char a[96], b[96];
+        return pr_error("set_mask: mask %s does not match parameter %s",
+                        pr_tensor_shape_str(mask, a, sizeof a), pr_tensor_shape_str(param, b, sizeof b));
+    }
+    pr_tensor *m = pr_tensor_to(mask, PR_FLOAT32); /* private contiguous 0/1 copy */
+    if (!m)
+        return PR_ENOMEM;
+    float *d = pr_tensor_f32(m);
+    for (int64_t i = 0, n = pr_tensor_numel(m); i < n; i++)
+        d[i] = d[i] != 0.0f ? 1.0f : 0.0f;
+    pr_tensor_release(param->mask);
+    param->mask = m;
+    pr_param_apply_mask(param);
+    return PR_OK;
+}
+
+void pr_param_apply_mask(pr_tensor *param)
+{
+    if (!param->mask || param->dtype != PR_FLOAT32 || !pr_tensor_is_contiguous(param))
+        return;
+    float *w = pr_tensor_f32(param);
+    const float *k = pr_tensor_f32(param->mask);
+    for (int64_t i = 0, n = pr_tensor_numel(param); i < n; i++)
+        w[i] *= k[i];
+    if (param->grad && param->grad->dtype == PR_FLOAT32 && pr_tensor_is_contiguous(param->grad)) {
+        float *g = pr_tensor_f32(param->grad);
+        for (int64_t i = 0, n = pr_tensor_numel(param); i < n; i++)
+            g[i] *= k[i];
+    }
+}
