@@ -230,7 +230,10 @@ local function shape_str(t)
 end
 
 -- Copies values in (the model's tensors stay the same objects, so optimizers keep working).
--- strict (default): a missing, extra or wrongly shaped entry is an error naming it.
+-- strict (default): a missing, extra or wrongly shaped entry is an error naming it. A PyTorch
+-- state dict saved with np.savez(p, **{k: v.numpy() for k, v in m.state_dict().items()})
+-- loads as pr.io.load_npz(p) into the same architecture built here (num_batches_tracked, which
+-- prunert does not use, is ignored).
 function Module:load_state_dict(sd, opts)
     local strict = not (opts and opts.strict == false)
     local seen, problems = {}, {}
@@ -264,7 +267,10 @@ function Module:load_state_dict(sd, opts)
     for name, b in self:named_buffers() do load(name, b, false) end
     if strict then
         local extra = {}
-        for k in pairs(sd) do if not seen[k] then extra[#extra + 1] = k end end
+        for k in pairs(sd) do
+            -- PyTorch's BatchNorm counts its batches; prunert's momentum makes that count unused.
+            if not seen[k] and not k:match("num_batches_tracked$") then extra[#extra + 1] = k end
+        end
         table.sort(extra)
         for _, k in ipairs(extra) do problems[#problems + 1] = "unexpected entry '" .. k .. "'" end
     end

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "autograd.h"
+#include "prune/prune.h"
 
 /* Kinds, defined in modules/layers.c and modules/containers.c. */
 extern const pr_module_vt pr_linear_vt, pr_conv2d_vt, pr_batchnorm1d_vt, pr_batchnorm2d_vt,
@@ -168,43 +169,27 @@ pr_tensor *pr_module_buffer(pr_module *m, const char *name)
     return NULL;
 }
 
-/* Per-channel sums of the output and counts of non-positive outputs (APoZ after ReLU). */
+/* Per-channel sums of |output| and counts of exact zeros (APoZ after a ReLU), by the pruning
+ * core's accumulator, for the activity criteria. */
 static int accumulate_activity(pr_module *m, pr_tensor *y)
 {
     if (y->dtype != PR_FLOAT32 || y->ndim < 2)
         return PR_OK;
-    int64_t n = y->shape[0], c = y->shape[1], inner = 1;
-    for (int d = 2; d < y->ndim; d++)
-        inner *= y->shape[d];
+    int64_t c = y->shape[1];
     pr_activity *a = &m->activity;
     if (!a->sum || a->sum->shape[0] != c) {
         pr_tensor_release(a->sum);
         pr_tensor_release(a->zeros);
         a->sum = pr_tensor_zeros(PR_FLOAT32, 1, &c);
-        a->zeros = pr_tensor_zeros(PR_FLOAT32, 1, &c);
+        a->zeros = pr_tensor_zeros(PR_INT64, 1, &c);
         a->count = 0;
         if (!a->sum || !a->zeros)
             return PR_ENOMEM;
     }
-    pr_tensor *yc = pr_tensor_contiguous(y);
-    if (!yc)
-        return PR_ENOMEM;
-    const float *p = pr_tensor_f32(yc);
-    float *s = pr_tensor_f32(a->sum), *z = pr_tensor_f32(a->zeros);
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < c; j++) {
-            const float *q = p + (i * c + j) * inner;
-            double acc = 0;
-            int64_t zc = 0;
-            for (int64_t k = 0; k < inner; k++) {
-                acc += q[k];
-                zc += q[k] <= 0.0f;
-            }
-            s[j] += (float)acc;
-            z[j] += (float)zc;
-        }
-    a->count += (double)(n * inner);
-    pr_tensor_release(yc);
+    int64_t n = pr_activity_accumulate(y, a->sum, a->zeros);
+    if (n < 0)
+        return (int)n;
+    a->count += (double)n;
     return PR_OK;
 }
 

@@ -34,8 +34,8 @@ typedef struct pr_module_vt {
  * neuron-activity and APoZ criteria): per channel (dim 1) sums over every other position. */
 typedef struct pr_activity {
     int on;
-    pr_tensor *sum;       /* float32 [C]: sum of outputs */
-    pr_tensor *zeros;     /* float32 [C]: count of outputs <= 0 */
+    pr_tensor *sum;       /* float32 [C]: sum of |output| */
+    pr_tensor *zeros;     /* int64 [C]: count of outputs exactly 0 */
     double count;         /* positions per channel seen */
 } pr_activity;
 

@@ -166,7 +166,7 @@ static pr_tensor *view_of(pr_tensor *t, int ndim, const int64_t *shape, const in
 
 static pr_tensor *alloc_tensor(const char *op, pr_dtype dt, int ndim, const int64_t *shape, int zero)
 {
-    int64_t n;
+    int64_t n = 0;
     if (check_dtype(op, dt) < 0 || check_shape(op, dt, ndim, shape, &n) < 0)
         return NULL;
     pr_storage *s = storage_new((size_t)n * pr_dtype_size(dt), zero);
@@ -526,7 +526,7 @@ pr_tensor *pr_tensor_reshape(pr_tensor *t, int ndim, const int64_t *shape)
 
 pr_tensor *pr_tensor_transpose(pr_tensor *t, int d0, int d1)
 {
-    int a, b;
+    int a = 0, b = 0;
     if (wrap_dim("transpose", d0, t->ndim, 0, &a) < 0 || wrap_dim("transpose", d1, t->ndim, 0, &b) < 0)
         return NULL;
     int64_t s[PR_MAX_DIMS], st[PR_MAX_DIMS];
@@ -546,7 +546,7 @@ pr_tensor *pr_tensor_permute(pr_tensor *t, const int *dims)
         return NULL;
     }
     for (int d = 0; d < t->ndim; d++) {
-        int k;
+        int k = 0;
         if (wrap_dim("permute", dims[d], t->ndim, 0, &k) < 0)
             return NULL;
         if (seen[k]) {
@@ -562,7 +562,7 @@ pr_tensor *pr_tensor_permute(pr_tensor *t, const int *dims)
 
 pr_tensor *pr_tensor_narrow(pr_tensor *t, int dim, int64_t start, int64_t len)
 {
-    int d;
+    int d = 0;
     if (wrap_dim("narrow", dim, t->ndim, 0, &d) < 0)
         return NULL;
     if (start < 0 || len < 0 || start > t->shape[d] || len > t->shape[d] - start) {
@@ -578,7 +578,7 @@ pr_tensor *pr_tensor_narrow(pr_tensor *t, int dim, int64_t start, int64_t len)
 
 pr_tensor *pr_tensor_select(pr_tensor *t, int dim, int64_t index)
 {
-    int d;
+    int d = 0;
     if (wrap_dim("select", dim, t->ndim, 0, &d) < 0)
         return NULL;
     if (index < 0 || index >= t->shape[d]) {
@@ -616,7 +616,7 @@ pr_tensor *pr_tensor_squeeze(pr_tensor *t, int dim)
 
 pr_tensor *pr_tensor_unsqueeze(pr_tensor *t, int dim)
 {
-    int d;
+    int d = 0;
     if (wrap_dim("unsqueeze", dim, t->ndim, 1, &d) < 0)
         return NULL;
     if (t->ndim >= PR_MAX_DIMS) {

@@ -172,9 +172,11 @@ describe("thresholds", function()
         local l = nn.Linear(6, 2)
         assert.has_error(function() prune.apply(l, {amount = 1.5}) end, "prune: amount must be in [0, 1], got 1.5")
         assert.has_error(function() prune.apply(l, {criterion = "nope", amount = 0.5}) end)
-        local ok, err = pcall(prune.apply, l, {granularity = {n = 2, m = 4}})
-        assert.is_false(ok)
-        assert.truthy(tostring(err):find("4", 1, true) and tostring(err):find("6", 1, true))
+        assert.has_error(function() prune.apply(l, {granularity = {n = 2, m = 4}}) end,
+            "prune: 2:4 needs weight's input size 6 to be a multiple of 4")
+        local c = nn.Conv2d(2, 3, 2)
+        prune.apply(c, {granularity = {n = 2, m = 4}}) -- 2*2*2 = 8 inputs per filter
+        assert.are.equal(12, weight(c):mask():sum():item())
         assert.has_error(function() prune.apply(l, {}) end,
             "prune: give exactly one of amount, threshold (absolute) or k (mu - k*sigma)")
     end)

@@ -166,7 +166,7 @@ local function gather_activity(model, targets, opts)
     for i, m in ipairs(probes) do
         local s, z, count = m:activity()
         m:collect_activity(false)
-        stats[i] = s and {mean = s / count, apoz = z / count} or nil
+        stats[i] = s and {mean = s / count, apoz = z:float() / count} or nil
     end
     if not ok then error(err, 0) end
     return stats
@@ -390,7 +390,14 @@ function prune.apply(model, opts)
             local s = scores[i]
             local mask
             if gran.kind == "nm" then
-                mask = pc.mask_nm(s, gran.n, gran.m, 2)
+                -- along the flattened input (C*kh*kw for a conv), where kernels read consecutively
+                local s2 = s:contiguous():view(s:size(1), -1)
+                local ok, m2 = pcall(pc.mask_nm, s2, gran.n, gran.m, 2)
+                if not ok then
+                    error(string.format("prune: %d:%d needs %s's input size %d to be a multiple of %d",
+                        gran.n, gran.m, t.name, s2:size(2), gran.m), 2)
+                end
+                mask = m2:view(table.unpack(t.weight:shape()))
             else
                 local w2 = s:view(s:size(1), -1)
                 local a = amount_for(opts, t)

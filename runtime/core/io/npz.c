@@ -382,7 +382,7 @@ static pr_tensor *npy_read_stream(member *m, const char *name)
     free(text);
     if (rc < 0)
         return NULL;
-    int64_t numel;
+    int64_t numel = 0;
     uint64_t data_len = m->usize - pre_len - hlen;
     if (pr_io_numel(h.ndim, h.shape, INT64_MAX / 8, &numel) < 0 ||
         (uint64_t)numel * (uint64_t)h.itemsize != data_len) {

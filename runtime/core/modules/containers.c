@@ -62,7 +62,7 @@ static pr_tensor *concat_forward(pr_module *m, pr_tensor *x)
         pr_error("Concat: has no branches");
         return NULL;
     }
-    pr_tensor *outs[64];
+    pr_tensor *outs[64] = {0};
     if (m->nchildren > 64) {
         pr_error("Concat: at most 64 branches");
         return NULL;

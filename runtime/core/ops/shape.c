@@ -49,7 +49,7 @@ int pr_bwd_reshape(const pr_node *n, pr_tensor *gout, pr_tensor **gin)
 
 pr_tensor *pr_fwd_transpose(pr_tensor *const *in, int nin, const pr_opargs *a, pr_tensor **saved)
 {
-    int d0, d1;
+    int d0 = 0, d1 = 0;
     if (norm_dim("transpose", a->i[0], in[0]->ndim, &d0) < 0 || norm_dim("transpose", a->i[1], in[0]->ndim, &d1) < 0)
         return NULL;
     return pr_tensor_transpose(in[0], d0, d1);
@@ -57,7 +57,7 @@ pr_tensor *pr_fwd_transpose(pr_tensor *const *in, int nin, const pr_opargs *a, p
 
 int pr_bwd_transpose(const pr_node *n, pr_tensor *gout, pr_tensor **gin)
 {
-    int d0, d1;
+    int d0 = 0, d1 = 0;
     if (norm_dim("transpose", n->args.i[0], gout->ndim, &d0) < 0 ||
         norm_dim("transpose", n->args.i[1], gout->ndim, &d1) < 0)
         return PR_EINVAL;
@@ -99,7 +99,7 @@ int pr_bwd_permute(const pr_node *n, pr_tensor *gout, pr_tensor **gin)
 
 pr_tensor *pr_fwd_narrow(pr_tensor *const *in, int nin, const pr_opargs *a, pr_tensor **saved)
 {
-    int d;
+    int d = 0;
     if (norm_dim("narrow", a->i[0], in[0]->ndim, &d) < 0)
         return NULL;
     return pr_tensor_narrow(in[0], d, a->i[1], a->i[2]);
@@ -108,7 +108,7 @@ pr_tensor *pr_fwd_narrow(pr_tensor *const *in, int nin, const pr_opargs *a, pr_t
 int pr_bwd_narrow(const pr_node *n, pr_tensor *gout, pr_tensor **gin)
 {
     pr_tensor *x = n->in[0];
-    int d;
+    int d = 0;
     if (norm_dim("narrow", n->args.i[0], x->ndim, &d) < 0)
         return PR_EINVAL;
     pr_tensor *g = pr_tensor_zeros(PR_FLOAT32, x->ndim, x->shape);
@@ -243,7 +243,7 @@ pr_tensor *pr_fwd_cat(pr_tensor *const *in, int nin, const pr_opargs *a, pr_tens
         pr_error("cat: cannot concatenate 0-d tensors");
         return NULL;
     }
-    int d;
+    int d = 0;
     if (norm_dim("cat", a->i[0], t0->ndim, &d) < 0)
         return NULL;
     int64_t shape[PR_MAX_DIMS];
@@ -282,7 +282,7 @@ pr_tensor *pr_fwd_cat(pr_tensor *const *in, int nin, const pr_opargs *a, pr_tens
 
 int pr_bwd_cat(const pr_node *n, pr_tensor *gout, pr_tensor **gin)
 {
-    int d;
+    int d = 0;
     if (norm_dim("cat", n->args.i[0], gout->ndim, &d) < 0)
         return PR_EINVAL;
     int64_t at = 0;
