@@ -320,14 +320,22 @@ local function mask_for(t, scores, gran, th)
     return pc.mask_from_scores(scores, th.value, th.ties)
 end
 
--- Combines the new mask with the parameter's existing one; for output units the bias goes too
--- (a removed filter must not leave its bias behind as a constant).
+local function and_mask(p, m)
+    local old = p:mask()
+    p:set_mask(old and old * m or m)
+end
+
+-- Combines the new mask with the parameter's existing one. For output units the bias goes too,
+-- and so do the scale and shift of a BatchNorm right after: a removed filter must not leave a
+-- constant behind, and then compact() can take the channel out.
 local function commit(t, mask, unit, gran)
-    local old = t.weight:mask()
-    t.weight:set_mask(old and old * mask or mask)
-    if unit and gran.dim == 1 and t.bias then
-        local bold = t.bias:mask()
-        t.bias:set_mask(bold and bold * unit or unit)
+    and_mask(t.weight, mask)
+    if unit and gran.dim == 1 then
+        if t.bias then and_mask(t.bias, unit) end
+        local bn = next_sibling(t, BATCHNORMS)
+        if bn then
+            for _, pt in ipairs(bn:own_params()) do and_mask(pt[2], unit) end
+        end
     end
 end
 

@@ -282,6 +282,69 @@ group_criteria.taylor = function(g, ctx)
     return s
 end
 
+-- Activity of a group's channels: mean |output| (or 1 - APoZ) of the activation that follows
+-- each producer (past a BatchNorm), measured on `data` and summed over producers.
+local ACT = {ReLU = true, LeakyReLU = true, Sigmoid = true, Tanh = true}
+local function activity_probe(model, producer)
+    for _, c in ipairs(model:modules()) do
+        local kids = c:children()
+        for i, k in ipairs(kids) do
+            if k:same(producer) then
+                for j = i + 1, math.min(i + 2, #kids) do
+                    if ACT[kids[j]:kind()] then return kids[j] end
+                    if not kids[j]:kind():match("^BatchNorm") then break end
+                end
+                return producer
+            end
+        end
+    end
+    return producer
+end
+
+local function gather_group_activity(model, groups, o)
+    local probes = {}
+    for _, g in ipairs(groups) do
+        for _, p in ipairs(g.producers) do probes[p.path] = activity_probe(model, p.module) end
+    end
+    for _, m in pairs(probes) do m:collect_activity(true) end
+    local was = model:is_training()
+    model:eval()
+    local prev = core.set_grad_enabled(false)
+    local ok, err = pcall(function()
+        local n = 0
+        for x in o.data:batches{batch = o.batch or 256} do
+            model(x)
+            n = n + 1
+            if n >= (o.batches or 8) then break end
+        end
+    end)
+    core.set_grad_enabled(prev)
+    model:train(was)
+    local stats = {}
+    for path, m in pairs(probes) do
+        local sum, zeros, count = m:activity()
+        m:collect_activity(false)
+        if sum then stats[path] = {mean = sum / count, apoz = zeros:float() / count} end
+    end
+    if not ok then error(err, 0) end
+    return stats
+end
+
+local function activity_score(field)
+    return function(g, ctx)
+        if not ctx.activity then error("structured: criterion " .. field .. " needs data", 0) end
+        local s = core.zeros(g.size)
+        for _, p in ipairs(g.producers) do
+            local st = ctx.activity[p.path]
+            if not st then error("structured: no activity was recorded after " .. label(p.path), 0) end
+            s:add_(field == "apoz" and (st.apoz:neg() + 1) or st.mean)
+        end
+        return s
+    end
+end
+group_criteria.activity = activity_score("activity")
+group_criteria.apoz = activity_score("apoz")
+
 -- ---- masks for a group ----
 
 local function apply_mask(p, m)
@@ -378,6 +441,9 @@ function structure.structured(model, o)
     if crit == "taylor" then
         if not o.data then error("structured: criterion taylor needs data", 2) end
         ctx.taylor = structure._taylor(model, chosen, o)
+    elseif crit == "activity" or crit == "apoz" then
+        if not o.data then error("structured: criterion " .. crit .. " needs data", 2) end
+        ctx.activity = gather_group_activity(model, chosen, o)
     end
     local scores = {}
     for i, g in ipairs(chosen) do
