@@ -70,9 +70,7 @@ static int msghandler(lua_State *L)
     return 1;
 }
 
-/* Calls the function under its nargs arguments with the traceback handler; leaves the error
- * message on the stack on failure. */
-static int docall(lua_State *L, int nargs, int nres)
+int prunert_pcall(lua_State *L, int nargs, int nres)
 {
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, msghandler);
@@ -211,7 +209,7 @@ prunert_state *prunert_open(void)
     if (env && *env)
         pr_set_threads(0); /* 0 = the default, which reads PRUNERT_THREADS */
     lua_pushcfunction(S->L, open_protected);
-    if (docall(S->L, 0, 0) != LUA_OK) {
+    if (prunert_pcall(S->L, 0, 0) != LUA_OK) {
         const char *msg = lua_tostring(S->L, -1);
         snprintf(open_error, sizeof open_error, "prunert_open: %s", msg ? msg : "unknown error");
         prunert_close(S);
@@ -251,7 +249,7 @@ int prunert_run_file(prunert_state *S, const char *path)
         return take_lua_error(S, PRUNERT_ENOTFOUND);
     if (status != LUA_OK)
         return take_lua_error(S, status == LUA_ERRMEM ? PRUNERT_ENOMEM : PRUNERT_ERUN);
-    if (docall(S->L, 0, 0) != LUA_OK)
+    if (prunert_pcall(S->L, 0, 0) != LUA_OK)
         return take_lua_error(S, PRUNERT_ERUN);
     return PRUNERT_OK;
 }
@@ -264,7 +262,7 @@ int prunert_run_string(prunert_state *S, const char *code)
     int status = luaL_loadstring(S->L, code);
     if (status != LUA_OK)
         return take_lua_error(S, status == LUA_ERRMEM ? PRUNERT_ENOMEM : PRUNERT_ERUN);
-    if (docall(S->L, 0, 0) != LUA_OK)
+    if (prunert_pcall(S->L, 0, 0) != LUA_OK)
         return take_lua_error(S, PRUNERT_ERUN);
     return PRUNERT_OK;
 }
@@ -327,7 +325,7 @@ int prunert_set_tensor(prunert_state *S, const char *name, float *data, int ndim
     struct set_args a = { name, t };
     lua_pushcfunction(S->L, set_protected);
     lua_pushlightuserdata(S->L, &a);
-    if (docall(S->L, 1, 0) != LUA_OK) {
+    if (prunert_pcall(S->L, 1, 0) != LUA_OK) {
         pr_tensor_release(a.t); /* NULL once the binding took it */
         return take_lua_error(S, PRUNERT_ENOMEM);
     }
@@ -362,7 +360,7 @@ int64_t prunert_get_tensor(prunert_state *S, const char *name, float *out, size_
     struct get_args a = { name, NULL, 0 };
     lua_pushcfunction(S->L, get_protected);
     lua_pushlightuserdata(S->L, &a);
-    if (docall(S->L, 1, 0) != LUA_OK) {
+    if (prunert_pcall(S->L, 1, 0) != LUA_OK) {
         pr_tensor_release(a.t);
         return take_lua_error(S, PRUNERT_ERUN);
     }

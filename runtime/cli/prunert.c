@@ -57,6 +57,7 @@ static void print_usage(const char *badoption)
     }
     fprintf(badoption ? stderr : stdout,
             "usage: %s [options] [script [args]]\n"
+            "       %s info FILE...   describe saved models (layers, sparsity, bytes per chunk)\n"
             "Available options are:\n"
             "  -e stat        execute string 'stat'\n"
             "  -i             enter interactive mode after executing 'script'\n"
@@ -69,7 +70,7 @@ static void print_usage(const char *badoption)
             "  --             stop handling options\n"
             "  -              stop handling options and execute stdin\n"
             "Scripts load the runtime with: local pr = require \"prunert\"\n",
-            progname);
+            progname, progname);
 }
 
 static void l_message(const char *pname, const char *msg)
@@ -90,28 +91,13 @@ static int report(lua_State *L, int status)
     return status;
 }
 
-static int msghandler(lua_State *L)
-{
-    const char *msg = lua_tostring(L, 1);
-    if (msg == NULL) {
-        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-            return 1;
-        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-    }
-    luaL_traceback(L, L, msg, 1);
-    return 1;
-}
-
+/* lua.c's docall: the library's traceback pcall, interruptible by Ctrl-C. */
 static int docall(lua_State *L, int narg, int nres)
 {
-    int base = lua_gettop(L) - narg;
-    lua_pushcfunction(L, msghandler);
-    lua_insert(L, base);
     globalL = L;
     signal(SIGINT, laction);
-    int status = lua_pcall(L, narg, nres, base);
+    int status = prunert_pcall(L, narg, nres);
     signal(SIGINT, SIG_DFL);
-    lua_remove(L, base);
     return status;
 }
 
@@ -428,6 +414,34 @@ static void doREPL(lua_State *L)
 
 /* ---- main ---- */
 
+/* `prunert info FILE...`: what a model file holds (lua/prunert/model.lua's info). */
+static int handle_info(lua_State *L, char **argv, int argc, int first)
+{
+    static const char code[] =
+        "local text, err = require('prunert.model').info(...)\n"
+        "if not text then return err end\n"
+        "io.write(text, '\\n')\n";
+    if (first >= argc) {
+        l_message(progname, "usage: prunert info FILE...");
+        return LUA_ERRRUN;
+    }
+    for (int i = first; i < argc; i++) {
+        int status = luaL_loadbuffer(L, code, sizeof code - 1, "=info");
+        if (status == LUA_OK) {
+            lua_pushstring(L, argv[i]);
+            status = docall(L, 1, 1);
+        }
+        if (report(L, status) != LUA_OK)
+            return status;
+        if (lua_isstring(L, -1)) { /* an expected failure (missing or damaged file): no traceback */
+            l_message(progname, lua_tostring(L, -1));
+            return LUA_ERRRUN;
+        }
+        lua_pop(L, 1);
+    }
+    return LUA_OK;
+}
+
 static int pmain(lua_State *L)
 {
     int argc = (int)lua_tointeger(L, 1);
@@ -469,6 +483,12 @@ static int pmain(lua_State *L)
     lua_gc(L, LUA_GCGEN, 0, 0);
     if (!runargs(L, argv, script))
         return 0;
+    if (script < argc && strcmp(argv[script], "info") == 0) {
+        if (handle_info(L, argv, argc, script + 1) != LUA_OK)
+            return 0;
+        lua_pushboolean(L, 1);
+        return 1;
+    }
     if (script < argc && handle_script(L, argv + script) != LUA_OK)
         return 0;
     if (args & has_i) {

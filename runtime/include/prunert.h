@@ -111,6 +111,10 @@ lua_State *prunert_lua(prunert_state *S);
  * LUA_PATH may still find it), or PRUNERT_EINVAL when `package` is missing.
  * This is what the `prunert` program calls. */
 int prunert_openlibs(lua_State *L);
+/* lua_pcall with the prunert program's message handler: string errors get a traceback, other
+ * error values their __tostring. The function and its nargs arguments are on L's stack (L
+ * borrowed); on failure the message is left on the stack, as lua_pcall does. */
+int prunert_pcall(lua_State *L, int nargs, int nresults);
 /* The directory prunert_openlibs chose ("" when none), owned by the library. */
 const char *prunert_lua_dir(void);
 const char *prunert_version(void);

@@ -150,6 +150,36 @@ describe("prunert program", function()
         assert.are.equal("6.0\n", out)
     end)
 
+    describe("info", function()
+        it("describes a saved model: layers, sparsity, bytes per chunk", function()
+            local path = os.tmpname()
+            local _, err, code = prunert("-e " .. q("local pr = require 'prunert'; local m = pr.nn.Sequential(" ..
+                "pr.nn.Linear(8, 4), pr.nn.ReLU(), pr.nn.Linear(4, 2)); pr.prune.apply(m, {amount = 0.75}); " ..
+                "assert(pr.save(m, '" .. path .. "', {criterion = 'l1'}))"))
+            assert.are.equal(0, code, err)
+            local out, err2, code2 = prunert("info " .. q(path))
+            os.remove(path)
+            assert.are.equal(0, code2, err2)
+            assert.matches("Linear%(8 %-> 4%)%s+%[36 params%]", out)
+            assert.matches("0%.weight%s+%[4,8%]%s+32%s+8%s+75%.00%%", out)
+            assert.matches("0%.weight_mask%s+float32%s+dense", out)
+            assert.matches("meta: {\"criterion\":\"l1\"}", out)
+        end)
+
+        it("names a missing or damaged file without a traceback, exit 1", function()
+            local out, err, code = prunert("info /nonexistent/model.prunert")
+            assert.are.equal(1, code)
+            assert.are.equal("", out)
+            assert.matches("^prunert: /nonexistent/model.prunert: cannot open", err)
+            assert.is_nil(err:find("traceback", 1, true))
+            local bad = tmpfile("PRUNERT\0garbage")
+            local _, err2, code2 = prunert("info " .. q(bad))
+            os.remove(bad)
+            assert.are.equal(1, code2)
+            assert.matches("^prunert: " .. bad:gsub("%p", "%%%0"), err2)
+        end)
+    end)
+
     describe("threads", function()
         -- The runtime's count is visible through the library; OpenBLAS gets the same number.
         local show = "-e 'local pr = require \"prunert\"; print(pr.threads())'"
