@@ -6,6 +6,7 @@
 #include "tensor.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,18 +100,96 @@ static void contiguous_strides(int ndim, const int64_t *shape, int64_t *stride)
     }
 }
 
+/* ---- the buffer cache (see tensor.h) ---- */
+#define CACHE_MIN_BYTES ((size_t)64 << 10)     /* smaller ones come from malloc's own bins */
+#define CACHE_SLOTS 32
+#define PR_STORAGE_CACHE_BYTES ((size_t)256 << 20)
+
+static struct {
+    pthread_mutex_t lock;
+    void *data[CACHE_SLOTS];
+    size_t cap[CACHE_SLOTS];
+    int n;
+    size_t bytes;
+} cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* A cached buffer of at least `need` bytes and at most twice that (best fit), or NULL. */
+static void *cache_take(size_t need, size_t *cap)
+{
+    void *p = NULL;
+    pthread_mutex_lock(&cache.lock);
+    int best = -1;
+    for (int i = 0; i < cache.n; i++)
+        if (cache.cap[i] >= need && cache.cap[i] / 2 <= need && (best < 0 || cache.cap[i] < cache.cap[best]))
+            best = i;
+    if (best >= 0) {
+        p = cache.data[best];
+        *cap = cache.cap[best];
+        cache.bytes -= cache.cap[best];
+        cache.n--;
+        cache.data[best] = cache.data[cache.n];
+        cache.cap[best] = cache.cap[cache.n];
+    }
+    pthread_mutex_unlock(&cache.lock);
+    return p;
+}
+
+/* Keeps `p` for reuse when there is room; otherwise frees it (or the oldest entries). */
+static void cache_give(void *p, size_t cap)
+{
+    if (cap < CACHE_MIN_BYTES || cap > PR_STORAGE_CACHE_BYTES / 2) {
+        free(p);
+        return;
+    }
+    void *evicted[CACHE_SLOTS];
+    int ne = 0;
+    pthread_mutex_lock(&cache.lock);
+    while (cache.n > 0 && (cache.n == CACHE_SLOTS || cache.bytes + cap > PR_STORAGE_CACHE_BYTES)) {
+        evicted[ne++] = cache.data[0];
+        cache.bytes -= cache.cap[0];
+        cache.n--;
+        memmove(cache.data, cache.data + 1, (size_t)cache.n * sizeof cache.data[0]);
+        memmove(cache.cap, cache.cap + 1, (size_t)cache.n * sizeof cache.cap[0]);
+    }
+    cache.data[cache.n] = p;
+    cache.cap[cache.n] = cap;
+    cache.n++;
+    cache.bytes += cap;
+    pthread_mutex_unlock(&cache.lock);
+    for (int i = 0; i < ne; i++)
+        free(evicted[i]);
+}
+
+void pr_storage_cache_clear(void)
+{
+    pthread_mutex_lock(&cache.lock);
+    for (int i = 0; i < cache.n; i++)
+        free(cache.data[i]);
+    cache.n = 0;
+    cache.bytes = 0;
+    pthread_mutex_unlock(&cache.lock);
+}
+
 static pr_storage *storage_new(size_t nbytes, int zero)
 {
     pr_storage *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    /* malloc(0) may return NULL; keep data non-NULL so zero-size tensors are ordinary. */
-    s->data = zero ? calloc(nbytes ? nbytes : 1, 1) : malloc(nbytes ? nbytes : 1);
+    size_t cap = nbytes ? nbytes : 1; /* malloc(0) may be NULL; zero-size tensors stay ordinary */
+    if (cap >= CACHE_MIN_BYTES) {
+        cap = (cap + 4095) & ~(size_t)4095;
+        s->data = cache_take(cap, &cap);
+        if (s->data && zero)
+            memset(s->data, 0, nbytes);
+    }
+    if (!s->data)
+        s->data = zero ? calloc(cap, 1) : malloc(cap);
     if (!s->data) {
         free(s);
         return NULL;
     }
     s->nbytes = nbytes;
+    s->capacity = cap;
     s->refcount = 1;
     return s;
 }
@@ -130,7 +209,7 @@ static void storage_release(pr_storage *s)
     if (s->release)
         s->release(s->data, s->release_ctx);
     else
-        free(s->data);
+        cache_give(s->data, s->capacity);
     free(s);
 }
 

@@ -29,6 +29,7 @@ typedef struct pr_storage {
      * A borrowed host buffer sets a no-op (see include/prunert.h). */
     void (*release)(void *data, void *ctx);
     void *release_ctx;
+    size_t capacity;   /* bytes actually allocated (>= nbytes) for memory the core owns */
 } pr_storage;
 
 struct pr_node; /* autograd.h */
@@ -52,6 +53,12 @@ typedef struct pr_tensor {
 
 size_t pr_dtype_size(pr_dtype dt);
 const char *pr_dtype_name(pr_dtype dt);
+
+/* Large buffers the core frees are kept in a small cache and handed to the next allocation of
+ * a similar size: a fresh mmap'd buffer costs a page fault per 4 KiB on first touch, which made
+ * every large result (and every training step) pay again. Bounded (PR_STORAGE_CACHE_BYTES);
+ * pr_storage_cache_clear() returns it all to the system. */
+void pr_storage_cache_clear(void);
 
 /* ---- lifecycle ---- */
 pr_tensor *pr_tensor_empty(pr_dtype dt, int ndim, const int64_t *shape); /* uninitialised */
