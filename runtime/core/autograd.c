@@ -144,11 +144,20 @@ pr_tensor *pr_op_call(pr_op_id id, pr_tensor *const *in, int nin, const pr_oparg
     return out;
 }
 
-/* Adds g into *acc (float32, same shape). An empty *acc gets a private contiguous copy so
- * that later additions never write into storage a backward function still shares. */
+/* Adds g into *acc (float32, same shape). An empty *acc gets g itself when g is private, else a
+ * contiguous copy, so later additions never write into storage someone else still reads. */
 static int accumulate(pr_tensor **acc, pr_tensor *g)
 {
     if (!*acc) {
+        /* A gradient nothing else holds (one reference to the tensor and to its storage) is
+         * adopted as it is: copying it was ~5% of a LeNet-5 training step. */
+        if (__atomic_load_n(&g->refcount, __ATOMIC_ACQUIRE) == 1 &&
+            __atomic_load_n(&g->storage->refcount, __ATOMIC_ACQUIRE) == 1 &&
+            !g->grad_fn && g->dtype == PR_FLOAT32 && pr_tensor_is_contiguous(g) && g->offset == 0) {
+            pr_tensor_retain(g);
+            *acc = g;
+            return PR_OK;
+        }
         *acc = pr_tensor_clone(g);
         return *acc ? PR_OK : PR_ENOMEM;
     }

@@ -160,7 +160,7 @@ static void split_at(const pr_tensor *t, int d, int64_t *outer, int64_t *inner)
 pr_tensor *pr_fwd_index_select(pr_tensor *const *in, int nin, const pr_opargs *a, pr_tensor **saved)
 {
     pr_tensor *x = in[0], *idx = in[1];
-    int d;
+    int d = 0;
     if (x->ndim == 0) {
         pr_error("index_select: input is 0-d");
         return NULL;
@@ -200,7 +200,7 @@ int pr_bwd_index_select(const pr_node *n, pr_tensor *gout, pr_tensor **gin)
     pr_tensor *x = n->in[0];
     if (!x->requires_grad)
         return PR_OK;
-    int d;
+    int d = 0;
     if (norm_dim("index_select", n->args.i[0], x->ndim, &d) < 0)
         return PR_EINVAL;
     pr_tensor *g = pr_tensor_zeros(PR_FLOAT32, x->ndim, x->shape);
