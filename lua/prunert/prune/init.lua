@@ -34,9 +34,11 @@ end
 function prune.targets(model, opts)
     opts = opts or {}
     local list = {}
-    local parents = {}
+    local parents = {} -- child path -> {container, index}: paths are unique, userdata are not
     for path, m in model:named_modules() do
-        for i, c in ipairs(m:children()) do parents[c] = {m, i, path} end
+        for i, _ in ipairs(m:children()) do
+            parents[path == "" and tostring(i - 1) or (path .. "." .. (i - 1))] = {m, i}
+        end
     end
     for path, m in model:named_modules() do
         local kind = m:kind()
@@ -50,8 +52,7 @@ function prune.targets(model, opts)
             end
             if keep then
                 local params = m:own_params()
-                local par = nil
-                for k, v in pairs(parents) do if k:same(m) then par = v end end
+                local par = parents[path]
                 list[#list + 1] = {name = name, path = path, module = m, kind = kind,
                                    weight = params[1][2], bias = params[2] and params[2][2] or nil,
                                    parent = par and par[1], index = par and par[2]}
