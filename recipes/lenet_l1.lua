@@ -17,11 +17,11 @@ local nn = pr.nn
 local opt = cli.parse(arg, {
     name = "lenet_l1",
     summary = "LeNet-5: train, prune conv filters by L1 norm, fine-tune, compact, compare.",
-    cli.common{epochs = 1, lr = 0.01, amounts = {0.5, 0.7},
+    cli.common{epochs = 2, lr = 0.03, amounts = {0.5, 0.7},
                amounts_help = "fraction of filters to prune in conv1, conv2"},
     {"ft_epochs", "int", 1, "fine-tuning epochs after pruning"},
-    {"ft_lr", "number", 0.005, "fine-tuning learning rate"},
-    {"train_size", "int", 8000, "training images to use (0 = all 60000)"},
+    {"ft_lr", "number", 0.01, "fine-tuning learning rate"},
+    {"train_size", "int", 20000, "training images to use (0 = all 60000)"},
     {"sensitivity", "flag", false, "choose the amounts by a sensitivity analysis instead"},
     {"budget", "number", 0.02, "accuracy drop allowed per layer with --sensitivity"},
 })
@@ -94,13 +94,9 @@ local masked_report = pr.prune.report(model, {input = INPUT, quiet = true})
 local pruned_accuracy = measure(model)
 print(string.format("pruned, before fine-tuning: accuracy %.2f%%", 100 * pruned_accuracy))
 local mask_images = {}
-for _, path in ipairs(CONVS) do
-    for name, p in model:named_parameters() do
-        if name == path .. ".weight" then
-            mask_images[#mask_images + 1] = {title = NAMES[name] .. " mask (one row per filter)",
-                path = plot.mask(opt.out .. "/mask_" .. NAMES[name] .. ".png", p)}
-        end
-    end
+for _, t in ipairs(pr.prune.targets(model, {layers = CONVS})) do
+    mask_images[#mask_images + 1] = {title = NAMES[t.name] .. " mask (one row per filter)",
+        path = plot.mask(opt.out .. "/mask_" .. NAMES[t.name] .. ".png", t.weight)}
 end
 
 print(string.format("\nfine-tuning %d epoch(s), lr %g, masks kept", opt.ft_epochs, opt.ft_lr))

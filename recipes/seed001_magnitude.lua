@@ -17,10 +17,10 @@ local nn = pr.nn
 local opt = cli.parse(arg, {
     name = "seed001_magnitude",
     summary = "LeNet-5 magnitude pruning: layer-wise vs global vs mu - k*sigma, then fine-tuning at lr/10.",
-    cli.common{epochs = 1, lr = 0.01, amount = 0.5, amount_help = "fraction of weights to prune (layer-wise, global)"},
+    cli.common{epochs = 2, lr = 0.03, amount = 0.5, amount_help = "fraction of weights to prune (layer-wise, global)"},
     {"k", "number", 0.5, "statistical threshold mu - k*sigma"},
     {"ft_epochs", "int", 1, "fine-tuning epochs (lr / 10)"},
-    {"train_size", "int", 8000, "training images to use (0 = all)"},
+    {"train_size", "int", 5000, "training images to use (0 = all)"},
 })
 
 local train_set, test_set = cli.datasets(opt, {train_limit = opt.train_size > 0 and opt.train_size or nil})

@@ -48,12 +48,16 @@ for _, run in ipairs(runs) do
     pr.train.fit(model, run.data, {epochs = opt.epochs, lr = run.lr, batch = opt.batch, loss = run.loss})
     run.curve = {{round = 0, sparsity = 0, accuracy = accuracy(model)}}
     print(string.format("dense: accuracy %.2f%%", 100 * run.curve[1].accuracy))
+    -- Workaround: prune.apply's gradient gathering fails to restore gradients left over from
+    -- training (prune/init.lua gather_gradients), so start every round without them.
+    model:zero_grad()
     pr.prune.schedule.iterative(model, run.data, {
         rounds = opt.rounds, final = opt.final,
         prune = {criterion = "taylor", data = run.data, loss = run.loss, batches = 8,
                  granularity = opt.granularity, exclude = opt.granularity == "neuron" and {"5"} or nil},
         fine_tune = {epochs = opt.round_epochs, lr = run.lr, loss = run.loss, batch = opt.batch},
         on_round = function(rec, m)
+            m:zero_grad()
             local acc = accuracy(m)
             run.curve[#run.curve + 1] = {round = rec.round, sparsity = rec.sparsity, accuracy = acc}
             print(string.format("round %d: sparsity %.1f%%, accuracy %.2f%%", rec.round, 100 * rec.sparsity, 100 * acc))

@@ -66,12 +66,12 @@ function cli.usage(spec)
     lines[#lines + 1] = "options:"
     for _, o in ipairs(cli.flatten(spec)) do
         local left = "--" .. flag_name(o[1])
-        if o[2] ~= "flag" then left = left .. " " .. (o.metavar or o[2]:upper()) end
+        if o[2] ~= "flag" then left = left .. " " .. (o.metavar or (o[2] == "choice" and "WORD" or o[2] == "numbers" and "X,Y,..." or o[2]:upper())) end
         local help = o[4] or ""
         if o[2] == "choice" then help = help .. " [" .. table.concat(o[5], "|") .. "]" end
-        lines[#lines + 1] = string.format("  %-22s %s%s", left, help, show_default(o))
+        lines[#lines + 1] = string.format("  %-26s %s%s", left, help, show_default(o))
     end
-    lines[#lines + 1] = string.format("  %-22s %s", "--help", "print this help and exit")
+    lines[#lines + 1] = string.format("  %-26s %s", "--help", "print this help and exit")
     return table.concat(lines, "\n")
 end
 
@@ -232,8 +232,14 @@ function cli.datasets(opt, o)
     local load = opt.data and data.mnist or data.fashion_mnist
     local train_limit = opt.limit
     if o and o.train_limit then train_limit = math.min(train_limit or o.train_limit, o.train_limit) end
-    local train = load{dir = opt.data, split = "train", limit = train_limit}
-    local test = load{dir = opt.data, split = "test", limit = opt.limit}
+    local ok, train, test = pcall(function()
+        return load{dir = opt.data, split = "train", limit = train_limit},
+               load{dir = opt.data, split = "test", limit = opt.limit}
+    end)
+    if not ok then -- a missing or unreadable --data directory: the message, not a traceback
+        io.stderr:write(opt.data and ("--data " .. opt.data .. ": ") or "", tostring(train), "\n")
+        os.exit(1)
+    end
     return train, test
 end
 

@@ -54,8 +54,12 @@ end
 local function tick_label(v, step)
     if math.abs(v) >= 1e6 then return string.format("%.3gM", v / 1e6) end
     if math.abs(v) >= 1e4 then return string.format("%.4gk", v / 1e3) end
-    if step >= 1 then return string.format("%d", math.floor(v + 0.5)) end
-    local digits = math.max(0, -math.floor(math.log(step, 10) + 1e-9))
+    if step >= 1 and step % 1 == 0 then return string.format("%d", math.floor(v + 0.5)) end
+    -- enough decimals for the step (2.5 needs one, 0.25 two)
+    local digits = 0
+    while digits < 6 and math.abs(step * 10 ^ digits - math.floor(step * 10 ^ digits + 0.5)) > 1e-6 do
+        digits = digits + 1
+    end
     return string.format("%." .. digits .. "f", v)
 end
 

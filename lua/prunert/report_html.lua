@@ -86,10 +86,12 @@ local function figure(img)
         local data = read(path)
         local w, h = png_size(data)
         if not w then error("report_html: " .. path .. " is not a PNG file", 0) end
-        -- Mask images are small (one pixel per weight); scale them up without smoothing.
-        local scale = math.max(1, math.min(8, 480 // w, 480 // h))
+        -- Mask images are small (one pixel per weight); scale them up without smoothing. A wide
+        -- one (conv2: 50 filters x 500 weights) gets taller rows so each filter stays visible.
+        local sx = math.max(1, math.min(8, 480 // w, 480 // h))
+        local sy = math.max(sx, math.min(8, 160 // h))
         body = string.format('<img class="mask" src="data:image/png;base64,%s" width="%d" height="%d" alt="%s">',
-            report_html.base64(data), w * scale, h * scale, esc(img.title or name))
+            report_html.base64(data), w * sx, h * sy, esc(img.title or name))
         img.caption = img.caption or string.format("%d x %d pixels; white = kept, black = pruned", w, h)
     else
         error("report_html: only .svg and .png images can be inlined, got " .. path, 0)

@@ -113,6 +113,8 @@ local function need_data(opts, what)
 end
 
 -- Accumulates |g| and |w*g| over `batches` batches (default 8) without touching the weights.
+-- Gradients left from training are cleared first and the model's .grad is clear afterwards
+-- (as after zero_grad): the next training step starts from zero either way.
 local function gather_gradients(model, targets, opts)
     local lf = loss_of(opts)
     local acc_g, acc_t = {}, {}
@@ -120,8 +122,6 @@ local function gather_gradients(model, targets, opts)
         acc_g[i] = core.zeros(table.unpack(t.weight:shape()))
         acc_t[i] = core.zeros(table.unpack(t.weight:shape()))
     end
-    local saved = {}
-    for i, p in ipairs(model:parameters()) do saved[i] = p:grad() and p:grad():clone() end
     local n = 0
     local was = model:is_training()
     model:train(opts.train_mode == true)
@@ -140,7 +140,6 @@ local function gather_gradients(model, targets, opts)
     end
     model:train(was)
     model:zero_grad()
-    for i, p in ipairs(model:parameters()) do if saved[i] then p:grad():copy_(saved[i]) end end
     return acc_g, acc_t, n
 end
 
