@@ -4,15 +4,21 @@
  *   cross-entropy.
  * Prints the median of the timed runs and the GFLOP/s reached, counting the convolutions' and
  * the fully connected layers' forward multiply-adds x3 (forward, dW, dx) as is customary.
- * Usage: bench_lenet_step [batch=256] [runs=11] [threads] */
+ * Usage: bench_lenet_step [batch=256] [runs=11] [threads] [raw]
+ *
+ * Unless "raw" is given, glibc's malloc is told to keep freed memory (mallopt below), as a
+ * training host should: otherwise every step's multi-megabyte activations come from fresh
+ * mmaps whose page faults cost about a third of the step on this machine. */
 #include "ops.h"
 #include "rng.h"
 #include "tensor.h"
 #include "threads.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static double clock_s(clockid_t id)
@@ -78,10 +84,16 @@ int main(int argc, char **argv)
 {
     int64_t batch = argc > 1 ? atoll(argv[1]) : 256;
     int runs = argc > 2 ? atoi(argv[2]) : 11;
-    if (argc > 3)
+    if (argc > 3 && atoi(argv[3]) > 0)
         pr_set_threads(atoi(argv[3]));
+    int raw = argc > 4 && strcmp(argv[4], "raw") == 0;
+    if (!raw) {
+        mallopt(M_MMAP_THRESHOLD, 32 << 20); /* glibc's maximum */
+        mallopt(M_TRIM_THRESHOLD, 512 << 20);
+        mallopt(M_TOP_PAD, 64 << 20);
+    }
     if (batch < 1 || runs < 1) {
-        fprintf(stderr, "usage: %s [batch>=1] [runs>=1] [threads]\n", argv[0]);
+        fprintf(stderr, "usage: %s [batch>=1] [runs>=1] [threads|0] [raw]\n", argv[0]);
         return 2;
     }
     pr_rng_seed(1);
@@ -126,8 +138,8 @@ int main(int argc, char **argv)
     /* multiply-adds of the forward: conv1 24*24*20*25, conv2 8*8*50*500, fc 800*500 + 500*10 */
     double macs = (double)batch * (24.0 * 24 * 20 * 25 + 8.0 * 8 * 50 * 500 + 800.0 * 500 + 500.0 * 10);
     double flops = 3.0 * 2.0 * macs;
-    printf("lenet_step batch=%lld threads=%d runs=%d loss=%.4f\n", (long long)batch, pr_threads(),
-           runs, loss);
+    printf("lenet_step batch=%lld threads=%d runs=%d malloc=%s loss=%.4f\n", (long long)batch,
+           pr_threads(), runs, raw ? "raw" : "keep", loss);
     printf("ms_per_step=%.2f fwd_ms=%.2f bwd_ms=%.2f min_ms=%.2f cpu_ms=%.2f gflops=%.1f "
            "epoch60k_s=%.2f\n", med * 1e3, medf * 1e3, (med - medf) * 1e3, total[0] * 1e3,
            cpu[runs / 2] * 1e3, flops / med * 1e-9, med * ceil(60000.0 / (double)batch));

@@ -6,6 +6,7 @@
 -- anything from the file; the tensors are the state_dict (parameters, buffers, masks).
 local core = require "prunert.core"
 local nn = require "prunert.nn"
+local optimize = require "prunert.optimize"
 
 local model_io = {}
 
@@ -36,7 +37,9 @@ function model_io.save(model, path, meta, opts)
         architecture = model:to_config(),
         parameters = model_io.parameter_stats(model),
         meta = meta or {},
+        plans = optimize.plans(model),   -- sparse execution plans by module path (pr.optimize)
     }
+    opts = optimize.save_options(model, opts)   -- opts.encoding (name or function) -> encodings
     local ok, err = core.io.write_model_file(path, manifest, model:state_dict(), opts)
     if not ok then return nil, err end
     return true
@@ -54,6 +57,8 @@ function model_io.load(path)
     local ok2, err = pcall(model.load_state_dict, model, tensors)
     if not ok2 then return nil, path .. ": " .. tostring(err) end
     model:eval()
+    local ok3, err3 = pcall(optimize.restore, model, manifest.plans)
+    if not ok3 then return nil, path .. ": " .. tostring(err3) end
     return model, manifest.meta or {}, manifest
 end
 
@@ -93,12 +98,19 @@ function model_io.info(path)
         end
     end
     add("")
-    add("%-28s %-10s %-9s %12s %12s %7s", "chunk", "dtype", "encoding", "raw", "stored", "ratio")
+    -- ratio: against the tensor as dense elements (float32: 4 bytes each), whatever the encoding
+    local ESIZE = {float32 = 4, int64 = 8, uint8 = 1}
+    add("%-28s %-10s %-9s %12s %12s %7s", "chunk", "dtype", "encoding", "dense", "stored", "ratio")
     local raw, stored = 0, 0
     for _, c in ipairs(chunks) do
-        raw, stored = raw + c.raw_bytes, stored + c.stored_bytes
-        add("%-28s %-10s %-9s %12s %12s %6.1fx", c.name, c.dtype or "", c.encoding or "", human(c.raw_bytes),
-            human(c.stored_bytes), c.stored_bytes > 0 and c.raw_bytes / c.stored_bytes or 0)
+        local dense = c.raw_bytes
+        if c.shape then
+            dense = ESIZE[c.dtype] or 0
+            for _, d in ipairs(c.shape) do dense = dense * d end
+        end
+        raw, stored = raw + dense, stored + c.stored_bytes
+        add("%-28s %-10s %-9s %12s %12s %6.1fx", c.name, c.dtype or "", c.encoding or "", human(dense),
+            human(c.stored_bytes), c.stored_bytes > 0 and dense / c.stored_bytes or 0)
     end
     add("%-28s %-10s %-9s %12s %12s %6.1fx", "total", "", "", human(raw), human(stored),
         stored > 0 and raw / stored or 0)

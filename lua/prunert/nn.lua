@@ -277,6 +277,11 @@ function Module:load_state_dict(sd, opts)
     if #problems > 0 then
         error("load_state_dict: " .. table.concat(problems, "; "), 2)
     end
+    -- An execution plan packs the weights it was made from: make it again from the new values.
+    for _, m in ipairs(self:modules()) do
+        local plan = m.exec and m:exec()
+        if plan and plan ~= "dense" then m:set_exec(plan) end
+    end
     return self
 end
 

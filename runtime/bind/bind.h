@@ -42,6 +42,7 @@ void pr_open_threads(lua_State *L, int lib);  /* capi.c: threads(), set_threads(
 void pr_open_prune(lua_State *L, int lib);    /* prune.c: the prune_core table (scores, thresholds, masks) */
 void pr_open_io(lua_State *L, int lib);       /* io.c: the io table (idx, npz, model files) and json */
 void pr_open_image(lua_State *L, int lib);    /* image.c: png_write, png_encode (mask images) */
+void pr_open_sparse(lua_State *L, int lib);   /* sparse.c: m:set_exec / m:exec (sparse execution plans) */
 
 /* Modules (module.c): push takes over the reference; check returns a borrowed pointer. */
 struct pr_module;

@@ -13,6 +13,7 @@ static void (*const parts[])(lua_State *L, int lib) = {
     pr_open_prune,    /* prune.c */
     pr_open_io,       /* io.c */
     pr_open_image,    /* image.c */
+    pr_open_sparse,   /* sparse.c (after module.c: it extends core.Module) */
 };
 
 int luaopen_prunert_core(lua_State *L)

@@ -64,10 +64,11 @@ void pr_softmax_backward(const float *gy, float *dx, const float *y, int64_t out
                          int64_t inner, int logmode);
 
 /* Calls fn(ctx, begin, end) on disjoint ranges covering [0, n), at most pr_threads() of
- * them and none shorter than `grain` items, on plain pthreads; returns when all are done.
+ * them, on plain pthreads; returns when all are done. `cost` is the work of one item (about
+ * the elements it touches): small jobs run inline rather than pay for starting threads.
  * fn must not call BLAS (DESIGN.md, Threads) and must write only what its range owns. The
  * result never depends on the thread count: a part whose thread cannot start runs inline. */
-void pr_parallel_for(int64_t n, int64_t grain, void (*fn)(void *ctx, int64_t begin, int64_t end),
-                     void *ctx);
+void pr_parallel_for(int64_t n, int64_t cost,
+                     void (*fn)(void *ctx, int64_t begin, int64_t end), void *ctx);
 
 #endif

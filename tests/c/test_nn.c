@@ -183,6 +183,25 @@ static void test_conv2d_no_input_grad(void)
     pr_tensor_release(b);
 }
 
+static void test_conv2d_strided_input(void)
+{
+    /* A non-contiguous input (a transposed view) gives the same result as its copy. */
+    int64_t xs[4] = { 2, 3, 6, 7 }, ws[4] = { 4, 3, 3, 3 };
+    pr_tensor *x = randn(4, xs), *w = randn(4, ws);
+    pr_tensor *xt = pr_tensor_transpose(x, 2, 3), *xc = xt ? pr_tensor_clone(xt) : NULL;
+    pr_tensor *a = xc ? pr_conv2d(xt, w, NULL, 1, 2, 1, 0, 1, 1, 1) : NULL;
+    pr_tensor *b = a ? pr_conv2d(xc, w, NULL, 1, 2, 1, 0, 1, 1, 1) : NULL;
+    CHECK_MSG(a && b, "%s", pr_last_error());
+    if (a && b)
+        CHECK(rel_err(pr_tensor_f32(a), pr_tensor_f32(b), pr_tensor_numel(b)) == 0.0);
+    pr_tensor_release(a);
+    pr_tensor_release(b);
+    pr_tensor_release(xt);
+    pr_tensor_release(xc);
+    pr_tensor_release(x);
+    pr_tensor_release(w);
+}
+
 static void test_conv2d_errors(void)
 {
     int64_t xs[4] = { 2, 3, 8, 8 }, ws[4] = { 4, 2, 3, 3 }, bs = 5, x3[3] = { 3, 8, 8 };
@@ -292,7 +311,7 @@ static void test_pools(void)
 {
     pr_rng_seed(2);
     pool_cases(2, 3);
-    pool_cases(8, 7); /* enough planes to be split over threads */
+    pool_cases(40, 32); /* enough work to be split over threads */
     /* global average pool: kernel = the whole plane */
     int64_t xs[4] = { 2, 3, 5, 6 };
     pr_tensor *x = randn(4, xs);
@@ -405,6 +424,21 @@ static void test_batch_norm(void)
         pr_tensor_release(s);
     }
     pr_tensor_release(y);
+
+    /* [N,C,L] input: statistics over the batch and L */
+    int64_t s3[3] = { 3, 2, 4 };
+    pr_tensor *x3 = randn(3, s3);
+    pr_tensor *y3 = pr_batch_norm(x3, NULL, NULL, NULL, NULL, 1, 0.1, 0.0);
+    CHECK(y3 != NULL);
+    if (y3) {
+        double s = 0;
+        for (int n = 0; n < 3; n++)
+            for (int i = 0; i < 4; i++)
+                s += pr_tensor_f32(y3)[(n * 2 + 1) * 4 + i];
+        CHECK_NEAR(s, 0.0, 1e-4);
+    }
+    pr_tensor_release(y3);
+    pr_tensor_release(x3);
 
     /* [N,C] input, no affine parameters */
     int64_t s2[2] = { 5, 3 };
@@ -654,6 +688,7 @@ int main(void)
     RUN(test_im2col_adjoint);
     RUN(test_conv2d_values);
     RUN(test_conv2d_no_input_grad);
+    RUN(test_conv2d_strided_input);
     RUN(test_conv2d_errors);
     RUN(test_pools);
     RUN(test_batch_norm);

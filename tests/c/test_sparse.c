@@ -1,6 +1,7 @@
 /* test_sparse.c: sparse formats (pack/unpack/validate) and kernels against dense results, on
  * awkward shapes (sizes not divisible by blocks or vectors, empty and fully dense rows, 0% and
  * 100% sparsity) for every format, both code paths (generic and AVX2) and 1 or 2 threads. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,7 +219,7 @@ static void run_kernels(int64_t rows, int64_t cols, double sparsity, const int64
 static void test_kernels_small(void)
 {
     const int64_t batches[] = {1, 2, 3, 7, 8, 9, 17, 67, 257};
-    const int64_t shapes[][2] = {{1, 1}, {3, 7}, {5, 13}, {13, 13}, {4, 16}, {9, 33}};
+    const int64_t shapes[][2] = {{1, 1}, {3, 7}, {5, 13}, {13, 13}, {4, 16}, {9, 33}, {4, 0}};
     const double sps[] = {0.0, 0.3, 0.7, 1.0};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         for (size_t pi = 0; pi < sizeof sps / sizeof sps[0]; pi++)
@@ -245,6 +246,9 @@ static void test_bad_args(void)
     CHECK(pr_sparse_from_dense(w, 2, 4, (pr_sparse_format)17) == NULL);
     CHECK(pr_sparse_new(PR_SPARSE_CSR, 2, 4, 9) == NULL);
     CHECK(pr_sparse_new(PR_SPARSE_NM_2_4, 2, 4, 3) == NULL);
+    /* A hostile header: fits the shape, but no byte count for it fits memory. */
+    CHECK(pr_sparse_new(PR_SPARSE_CSR, (int64_t)1 << 31, (int64_t)1 << 31, (int64_t)1 << 61) == NULL);
+    CHECK(strstr(pr_last_error(), "too large") != NULL);
     CHECK(pr_sparse_fits_nm(w, 2, 3) == 0);
     CHECK(pr_sparse_fits_nm(w + 1, 2, 3) == 1);
     CHECK(pr_sparse_fits_nm(w + 2, 1, 3) == 1);
@@ -375,6 +379,59 @@ static void test_validator(void)
     free(w);
 }
 
+/* Two host threads calling the kernels at once: one gets the pool, the other runs its parts
+ * itself; both must get exact, repeatable answers. */
+typedef struct {
+    const pr_sparse *s;
+    const float *x;
+    const float *want; /* the single-threaded result */
+    int64_t batch;
+    int bad;
+} conc_arg;
+
+static void *conc_main(void *p)
+{
+    conc_arg *a = p;
+    float *y = malloc((size_t)(a->batch * a->s->rows) * sizeof(float));
+    for (int it = 0; it < 40; it++) {
+        if (pr_sparse_linear(a->x, y, a->s, NULL, a->batch) != PR_OK ||
+            memcmp(y, a->want, (size_t)(a->batch * a->s->rows) * sizeof(float)) != 0)
+            a->bad++;
+    }
+    free(y);
+    return NULL;
+}
+
+static void test_concurrent(void)
+{
+    int64_t rows = 50, cols = 800;
+    float *w = make_weight(rows, cols, 0.5, 0);
+    pr_sparse *s = pr_sparse_from_dense(w, rows, cols, PR_SPARSE_CSR);
+    conc_arg args[2] = {{.s = s, .batch = 3}, {.s = s, .batch = 70}};
+    float *want[2];
+    pr_sparse_set_threads(2);
+    for (int t = 0; t < 2; t++) {
+        args[t].x = make_input(args[t].batch * cols);
+        want[t] = malloc((size_t)(args[t].batch * rows) * sizeof(float));
+        /* Parts write disjoint outputs and each output's sum order is fixed, so the pooled
+         * result equals this one bit for bit. */
+        CHECK(pr_sparse_linear(args[t].x, want[t], s, NULL, args[t].batch) == PR_OK);
+        args[t].want = want[t];
+    }
+    pthread_t th[2];
+    for (int t = 0; t < 2; t++)
+        CHECK(pthread_create(&th[t], NULL, conc_main, &args[t]) == 0);
+    for (int t = 0; t < 2; t++) {
+        pthread_join(th[t], NULL);
+        CHECK_MSG(args[t].bad == 0, "thread %d: %d wrong results", t, args[t].bad);
+        free((void *)args[t].x);
+        free(want[t]);
+    }
+    pr_sparse_set_threads(0);
+    pr_sparse_free(s);
+    free(w);
+}
+
 static void test_tensor(void)
 {
     int64_t wshape[2] = {7, 5}, xshape[2] = {5, 4};
@@ -429,6 +486,7 @@ int main(void)
     RUN(test_validator);
     RUN(test_kernels_small);
     RUN(test_kernels_large);
+    RUN(test_concurrent);
     RUN(test_tensor);
     return CHECK_DONE();
 }

@@ -167,6 +167,7 @@ enum {
     PR_ENC_DENSE = 0,    /* row-major little-endian elements */
     PR_ENC_SPARSE = 1,   /* reserved: index + values (sparse/) */
     PR_ENC_QUANT8 = 2,   /* reserved: 8-bit quantised with scale/zero point */
+    PR_ENC_KMEANS = 3,   /* k-means codebook of n bits (n in the chunk; enc_quant.c) */
     PR_ENC_MAX = 64      /* ids are < this */
 };
 
@@ -182,6 +183,12 @@ typedef struct pr_mfile_encoding {
 } pr_mfile_encoding;
 
 extern const pr_mfile_encoding pr_mfile_enc_dense;
+/* enc_sparse.c: non-zeros as index gaps + values; enc_quant.c: the same indices with 8-bit
+ * linear codes ("quant8") or a 4-bit k-means codebook ("kmeans4"), float32 only. */
+extern const pr_mfile_encoding pr_mfile_enc_sparse, pr_mfile_enc_quant8, pr_mfile_enc_kmeans4;
+/* The k-means encoder with any codebook size: bits 1..8 (the chunk records it, so the
+ * "kmeans4" decoder reads them all). t borrowed, contiguous float32; *out as encode(). */
+int pr_enc_kmeans_encode(const pr_tensor *t, int bits, uint8_t **out, uint64_t *out_len);
 /* The table entry for id / name, or NULL (no error set). */
 const pr_mfile_encoding *pr_mfile_encoding_find(uint32_t id);
 const pr_mfile_encoding *pr_mfile_encoding_by_name(const char *name);
@@ -260,6 +267,31 @@ static inline int pr_io_numel(int ndim, const int64_t *shape, int64_t max, int64
  * deflateInit2: 15 zlib, -15 raw deflate, 31 gzip. level -1..9. `what` names the file. */
 int pr_io_deflate(const void *in, size_t n, int wbits, int level, uint8_t **out, size_t *out_len,
                   const char *what);
+
+/* Index coding shared by the sparse and quantised encodings (enc_sparse.c): the flat
+ * positions of the non-zeros as LEB128 varints of the gaps (pos - previous - 1). */
+/* Writes the gaps of strictly increasing pos[0..n) (borrowed) into out (NULL: only counts);
+ * returns the byte count. */
+size_t pr_enc_gaps_put(uint8_t *out, const int64_t *pos, int64_t n);
+/* A reader over an untrusted index run; every field borrowed from the caller. */
+typedef struct pr_enc_gaps {
+    const uint8_t *data;
+    uint64_t len, off;
+    int64_t prev, numel;
+    const char *path;
+} pr_enc_gaps;
+void pr_enc_gaps_start(pr_enc_gaps *g, const uint8_t *data, uint64_t len, int64_t numel,
+                       const char *path);
+/* The next position, or PR_EFORMAT naming the damage (past the end, truncated varint). */
+int pr_enc_gaps_next(pr_enc_gaps *g, int64_t *pos);
+/* PR_EFORMAT when index bytes are left over. */
+int pr_enc_gaps_finish(const pr_enc_gaps *g);
+/* The non-zeros of a contiguous tensor t (borrowed): *pos malloc'd (caller frees; NULL if none). */
+int pr_enc_nonzeros(const pr_tensor *t, int64_t **pos, int64_t *nnz);
+/* Reads "u64 nnz | u64 idx_len" from data[0..len) followed by `head` more header bytes, and
+ * checks nnz <= numel and that the index run fits what remains. */
+int pr_enc_read_counts(const uint8_t *data, uint64_t len, uint64_t head, int64_t numel,
+                       int64_t *nnz, uint64_t *idx_len, const char *path);
 
 /* Whether the host stores numbers little-endian (then the dense paths may memcpy). */
 static inline int pr_host_le(void) { const uint16_t one = 1; return *(const uint8_t *)&one == 1; }

@@ -33,7 +33,7 @@ static int dense_encode(const pr_tensor *t, uint8_t **out, uint64_t *out_len)
 static pr_tensor *dense_decode(const uint8_t *data, uint64_t len, pr_dtype dt, int ndim,
                                const int64_t *shape, const char *path)
 {
-    int64_t numel;
+    int64_t numel = 0;
     size_t esize = pr_dtype_size(dt);
     if (pr_io_numel(ndim, shape, INT64_MAX / 8, &numel) < 0 || (uint64_t)numel * esize != len) {
         char buf[160];
@@ -63,6 +63,7 @@ const pr_mfile_encoding pr_mfile_enc_dense = { PR_ENC_DENSE, "dense", dense_enco
  * quantiser; their entries go here when they exist. */
 static const pr_mfile_encoding *const encodings[] = {
     &pr_mfile_enc_dense,
+    &pr_mfile_enc_sparse, &pr_mfile_enc_quant8, &pr_mfile_enc_kmeans4, /* enc_sparse.c, enc_quant.c */
 };
 
 const pr_mfile_encoding *pr_mfile_encoding_find(uint32_t id)

@@ -88,7 +88,8 @@ void pr_conv_im2col(const float *x, float *cols, const pr_conv_geom *g, int64_t 
                     int64_t n1)
 {
     conv_job j = { x, cols, NULL, NULL, g, grp, n0, n1 };
-    pr_parallel_for(g->c / g->groups * g->kh * g->kw, 1, im2col_rows, &j);
+    pr_parallel_for(g->c / g->groups * g->kh * g->kw, (n1 - n0) * g->ho * g->wo, im2col_rows,
+                    &j);
 }
 
 /* items [f0, f1) of (ci, n - n0), ci major: each writes only its own input plane */
@@ -136,7 +137,8 @@ void pr_conv_col2im(const float *cols, float *dx, const pr_conv_geom *g, int64_t
                     int64_t n1)
 {
     conv_job j = { cols, dx, NULL, NULL, g, grp, n0, n1 };
-    pr_parallel_for(g->c / g->groups * (n1 - n0), 1, col2im_items, &j);
+    pr_parallel_for(g->c / g->groups * (n1 - n0), g->kh * g->kw * g->ho * g->wo, col2im_items,
+                    &j);
 }
 
 /* samples [j->n0 + i0, j->n0 + i1): y[n, o, :] = t[o, (n-n0)*pl : (n-n0+1)*pl] + b[o] */
@@ -158,7 +160,7 @@ void pr_conv_gemm_to_nchw(const float *t, float *y, const float *b, const pr_con
                           int64_t n0, int64_t n1)
 {
     conv_job j = { t, y, NULL, b, g, 0, n0, n1 };
-    pr_parallel_for(n1 - n0, 1, gemm_to_nchw, &j);
+    pr_parallel_for(n1 - n0, g->o * g->ho * g->wo, gemm_to_nchw, &j);
 }
 
 static void nchw_to_gemm(void *ctx, int64_t i0, int64_t i1)
@@ -174,7 +176,7 @@ static void nchw_to_gemm(void *ctx, int64_t i0, int64_t i1)
 void pr_conv_nchw_to_gemm(const float *gy, float *t, const pr_conv_geom *g, int64_t n0, int64_t n1)
 {
     conv_job j = { gy, t, NULL, NULL, g, 0, n0, n1 };
-    pr_parallel_for(n1 - n0, 1, nchw_to_gemm, &j);
+    pr_parallel_for(n1 - n0, g->o * g->ho * g->wo, nchw_to_gemm, &j);
 }
 
 /* output planes [p0, p1) of (n, oc) */
@@ -222,7 +224,7 @@ void pr_conv_depthwise_forward(const float *x, float *y, const float *w, const f
                                const pr_conv_geom *g)
 {
     conv_job j = { x, y, w, b, g, 0, 0, g->n };
-    pr_parallel_for(g->n * g->o, 4, depthwise_forward, &j);
+    pr_parallel_for(g->n * g->o, g->kh * g->kw * g->ho * g->wo, depthwise_forward, &j);
 }
 
 /* input planes [p0, p1) of (n, c): each gathers from its `mult` output channels */
@@ -262,7 +264,8 @@ void pr_conv_depthwise_backward_input(const float *gy, float *dx, const float *w
                                       const pr_conv_geom *g)
 {
     conv_job j = { gy, dx, w, NULL, g, 0, 0, g->n };
-    pr_parallel_for(g->n * g->c, 4, depthwise_backward_input, &j);
+    pr_parallel_for(g->n * g->c, g->o / g->c * g->kh * g->kw * g->ho * g->wo,
+                    depthwise_backward_input, &j);
 }
 
 /* output channels [o0, o1): each owns its kernel's gradient, summed over the batch */
@@ -302,5 +305,6 @@ void pr_conv_depthwise_backward_weight(const float *x, const float *gy, float *d
                                        const pr_conv_geom *g)
 {
     conv_job j = { x, dw, NULL, gy, g, 0, 0, g->n };
-    pr_parallel_for(g->o, 1, depthwise_backward_weight, &j);
+    pr_parallel_for(g->o, g->n * g->kh * g->kw * g->ho * g->wo, depthwise_backward_weight,
+                    &j);
 }

@@ -104,7 +104,7 @@ static void max_forward(void *ctx, int64_t p0, int64_t p1)
 void pr_pool_max_forward(const float *x, float *y, int64_t *argmax, const pr_conv_geom *g)
 {
     pool_job j = { x, y, argmax, g };
-    pr_parallel_for(g->n * g->c, 8, max_forward, &j);
+    pr_parallel_for(g->n * g->c, g->h * g->w, max_forward, &j);
 }
 
 static void max_backward(void *ctx, int64_t p0, int64_t p1)
@@ -137,7 +137,7 @@ static float avg_divisor(const pr_conv_geom *g, int64_t h0, int64_t w0)
 void pr_pool_max_backward(const float *gy, float *dx, const int64_t *argmax, const pr_conv_geom *g)
 {
     pool_job j = { gy, dx, (int64_t *)argmax, g };
-    pr_parallel_for(g->n * g->c, 8, max_backward, &j);
+    pr_parallel_for(g->n * g->c, g->h * g->w, max_backward, &j);
 }
 
 static void avg_forward(void *ctx, int64_t p0, int64_t p1)
@@ -169,7 +169,7 @@ static void avg_forward(void *ctx, int64_t p0, int64_t p1)
 void pr_pool_avg_forward(const float *x, float *y, const pr_conv_geom *g)
 {
     pool_job j = { x, y, NULL, g };
-    pr_parallel_for(g->n * g->c, 8, avg_forward, &j);
+    pr_parallel_for(g->n * g->c, g->h * g->w, avg_forward, &j);
 }
 
 static void avg_backward(void *ctx, int64_t p0, int64_t p1)
@@ -200,5 +200,5 @@ static void avg_backward(void *ctx, int64_t p0, int64_t p1)
 void pr_pool_avg_backward(const float *gy, float *dx, const pr_conv_geom *g)
 {
     pool_job j = { gy, dx, NULL, g };
-    pr_parallel_for(g->n * g->c, 8, avg_backward, &j);
+    pr_parallel_for(g->n * g->c, g->h * g->w, avg_backward, &j);
 }

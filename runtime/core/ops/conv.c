@@ -47,7 +47,7 @@ static int conv_geom(pr_tensor *const *in, int nin, const pr_opargs *a, pr_conv_
     if (w->shape[1] * g->groups != g->c)
         return pr_error("conv2d: weight %s with groups = %lld expects input [N,%lld,H,W], given %s",
                         sw, (long long)g->groups, (long long)(w->shape[1] * g->groups), sx);
-    if (g->kh < 1 || g->kw < 1 || g->o < 1)
+    if (g->kh < 1 || g->kw < 1 || g->o < 1 || w->shape[1] < 1)
         return pr_error("conv2d: weight %s has an empty dimension", sw);
     if (b && (b->dtype != PR_FLOAT32 || b->ndim != 1 || b->shape[0] != g->o))
         return pr_error("conv2d: bias expected a float32 [%lld] tensor for weight %s, given %s %s",
@@ -64,13 +64,15 @@ static int conv_geom(pr_tensor *const *in, int nin, const pr_opargs *a, pr_conv_
     return PR_OK;
 }
 
-/* Samples per chunk: the batch is processed in slices whose columns and GEMM output fit in
- * about PR_CONV_CHUNK_BYTES, so im2col writes into cache and the GEMM reads from it, and no
- * batch-sized column buffer is ever allocated (LeNet's second conv would need 33 MB at batch
- * 256). The backward recomputes each slice's columns instead of keeping them: cheaper than
- * streaming a saved copy back from memory. */
+/* Samples per chunk: the batch is processed in slices whose columns and GEMM output take
+ * about PR_CONV_CHUNK_BYTES, so im2col writes into the last-level cache and the GEMM reads from
+ * it, and no batch-sized column buffer is ever allocated (LeNet's second conv would need 33 MB
+ * at batch 256). The backward recomputes each slice's columns instead of keeping them: cheaper
+ * than streaming a saved copy back from memory. 4 MB measured a little faster than 8 MB on
+ * one thread (the columns stay nearer the core); not smaller, as every slice costs a few
+ * fork-joins (BLAS's and the kernels'), which hurt when the cores are shared. */
 #ifndef PR_CONV_CHUNK_BYTES
-#define PR_CONV_CHUNK_BYTES (2 << 20)
+#define PR_CONV_CHUNK_BYTES (4 << 20)
 #endif
 
 static int64_t conv_chunk(const pr_conv_geom *g)
@@ -112,6 +114,16 @@ static float *conv_scratch(const pr_conv_geom *g, int64_t chunk, float **t)
     return scratch;
 }
 
+/* Keeps the scratch for the next call unless one huge sample made it outgrow the chunk budget. */
+static void conv_scratch_done(void)
+{
+    if (scratch_cap * sizeof *scratch > 2 * (size_t)PR_CONV_CHUNK_BYTES) {
+        free(scratch);
+        scratch = NULL;
+        scratch_cap = 0;
+    }
+}
+
 pr_tensor *pr_fwd_conv2d(pr_tensor *const *in, int nin, const pr_opargs *a, pr_tensor **saved)
 {
     pr_conv_geom g;
@@ -144,6 +156,7 @@ pr_tensor *pr_fwd_conv2d(pr_tensor *const *in, int nin, const pr_opargs *a, pr_t
             }
             pr_conv_gemm_to_nchw(t, yd, b, &g, n0, n1);
         }
+        conv_scratch_done();
     }
     pr_tensor_release(xc);
     pr_tensor_release(wc);
@@ -227,6 +240,8 @@ int pr_bwd_conv2d(const pr_node *n, pr_tensor *gout, pr_tensor **gin)
         }
     }
     rc = PR_OK;
+    if (buf)
+        conv_scratch_done();
 done:
     if (rc == PR_OK) {
         gin[0] = gx;

@@ -380,70 +380,87 @@ static int bn_check(pr_tensor *const *in, const pr_opargs *a, int64_t *c, int64_
     return PR_OK;
 }
 
+/* Everything a channel range of batch_norm needs; channels are independent, so the forward
+ * and the backward split them over threads (pr_parallel_for). Arrays are borrowed. */
+typedef struct {
+    const float *x, *gamma, *beta, *g;
+    float *y, *mean, *invstd, *rm, *rv, *dx, *dgamma, *dbeta;
+    int64_t nb, c, inner;
+    int training;
+    double eps, mom;
+} bn_job;
+
+static void bn_forward_channels(void *ctx, int64_t c0, int64_t c1)
+{
+    const bn_job *j = ctx;
+    const int64_t nb = j->nb, c = j->c, inner = j->inner, m = nb * inner;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        double mv, var;
+        if (j->training) {
+            /* two passes in double: the one-pass E[x^2]-E[x]^2 cancels badly */
+            double s = 0.0, ss = 0.0;
+            for (int64_t b = 0; b < nb; b++) {
+                const float *r = j->x + (b * c + ch) * inner;
+                for (int64_t i = 0; i < inner; i++)
+                    s += r[i];
+            }
+            mv = s / (double)m;
+            for (int64_t b = 0; b < nb; b++) {
+                const float *r = j->x + (b * c + ch) * inner;
+                for (int64_t i = 0; i < inner; i++)
+                    ss += (r[i] - mv) * (r[i] - mv);
+            }
+            var = ss / (double)m;
+            if (j->rm && j->rv) { /* PyTorch's momentum; the running var is unbiased */
+                j->rm[ch] = (float)((1.0 - j->mom) * j->rm[ch] + j->mom * mv);
+                j->rv[ch] = (float)((1.0 - j->mom) * j->rv[ch] + j->mom * ss / (double)(m - 1));
+            }
+        } else {
+            mv = j->rm[ch];
+            var = j->rv[ch];
+        }
+        double inv = 1.0 / sqrt(var + j->eps);
+        j->mean[ch] = (float)mv;
+        j->invstd[ch] = (float)inv;
+        float scale = (float)(j->gamma[ch] * inv);
+        float shift = (float)(j->beta[ch] - j->gamma[ch] * inv * mv);
+        for (int64_t b = 0; b < nb; b++) {
+            const float *r = j->x + (b * c + ch) * inner;
+            float *o = j->y + (b * c + ch) * inner;
+            for (int64_t i = 0; i < inner; i++)
+                o[i] = r[i] * scale + shift;
+        }
+    }
+}
+
 pr_tensor *pr_fwd_batch_norm(pr_tensor *const *in, int nin, const pr_opargs *a, pr_tensor **saved)
 {
-    int64_t c, inner;
+    int64_t c = 0, inner = 1;
     if (bn_check(in, a, &c, &inner) < 0)
         return NULL;
-    int64_t nb = in[0]->shape[0], m = nb * inner;
     pr_tensor *xc = pr_tensor_contiguous(in[0]);
     pr_tensor *gc = xc ? pr_tensor_contiguous(in[1]) : NULL;
     pr_tensor *bc = gc ? pr_tensor_contiguous(in[2]) : NULL;
     pr_tensor *y = bc ? pr_tensor_empty(PR_FLOAT32, in[0]->ndim, in[0]->shape) : NULL;
     pr_tensor *mean = y ? pr_tensor_empty(PR_FLOAT32, 1, &c) : NULL;
     pr_tensor *invstd = mean ? pr_tensor_empty(PR_FLOAT32, 1, &c) : NULL;
-    if (!invstd) {
-        pr_tensor_release(xc);
-        pr_tensor_release(gc);
-        pr_tensor_release(bc);
+    if (invstd) {
+        bn_job j = { .x = pr_tensor_f32(xc), .gamma = pr_tensor_f32(gc), .beta = pr_tensor_f32(bc),
+                     .y = pr_tensor_f32(y), .mean = pr_tensor_f32(mean),
+                     .invstd = pr_tensor_f32(invstd),
+                     .rm = a->aux[0] ? pr_tensor_f32(a->aux[0]) : NULL,
+                     .rv = a->aux[1] ? pr_tensor_f32(a->aux[1]) : NULL,
+                     .nb = in[0]->shape[0], .c = c, .inner = inner, .training = a->i[0] != 0,
+                     .eps = a->f[0], .mom = a->f[1] };
+        pr_parallel_for(c, 3 * j.nb * inner, bn_forward_channels, &j);
+    } else {
         pr_tensor_release(y);
-        pr_tensor_release(mean);
-        return NULL;
-    }
-    const float *x = pr_tensor_f32(xc), *gamma = pr_tensor_f32(gc), *beta = pr_tensor_f32(bc);
-    float *yd = pr_tensor_f32(y), *mu = pr_tensor_f32(mean), *is = pr_tensor_f32(invstd);
-    double mom = a->f[1], eps = a->f[0];
-    for (int64_t ch = 0; ch < c; ch++) {
-        double mv, var;
-        if (a->i[0]) {
-            /* two passes in double: the one-pass E[x^2]-E[x]^2 cancels badly */
-            double s = 0.0, ss = 0.0;
-            for (int64_t b = 0; b < nb; b++) {
-                const float *r = x + (b * c + ch) * inner;
-                for (int64_t i = 0; i < inner; i++)
-                    s += r[i];
-            }
-            mv = s / (double)m;
-            for (int64_t b = 0; b < nb; b++) {
-                const float *r = x + (b * c + ch) * inner;
-                for (int64_t i = 0; i < inner; i++)
-                    ss += (r[i] - mv) * (r[i] - mv);
-            }
-            var = ss / (double)m;
-            if (a->aux[0] && a->aux[1]) {
-                float *rm = pr_tensor_f32(a->aux[0]), *rv = pr_tensor_f32(a->aux[1]);
-                rm[ch] = (float)((1.0 - mom) * rm[ch] + mom * mv);
-                rv[ch] = (float)((1.0 - mom) * rv[ch] + mom * ss / (double)(m - 1));
-            }
-        } else {
-            mv = pr_tensor_f32(a->aux[0])[ch];
-            var = pr_tensor_f32(a->aux[1])[ch];
-        }
-        double inv = 1.0 / sqrt(var + eps);
-        mu[ch] = (float)mv;
-        is[ch] = (float)inv;
-        float scale = (float)(gamma[ch] * inv), shift = (float)(beta[ch] - gamma[ch] * inv * mv);
-        for (int64_t b = 0; b < nb; b++) {
-            const float *r = x + (b * c + ch) * inner;
-            float *o = yd + (b * c + ch) * inner;
-            for (int64_t i = 0; i < inner; i++)
-                o[i] = r[i] * scale + shift;
-        }
+        y = NULL;
     }
     pr_tensor_release(xc);
     pr_tensor_release(gc);
     pr_tensor_release(bc);
-    if (saved) {
+    if (y && saved) {
         saved[0] = mean;
         saved[1] = invstd;
     } else {
@@ -453,14 +470,46 @@ pr_tensor *pr_fwd_batch_norm(pr_tensor *const *in, int nin, const pr_opargs *a, 
     return y;
 }
 
+static void bn_backward_channels(void *ctx, int64_t c0, int64_t c1)
+{
+    const bn_job *j = ctx;
+    const int64_t nb = j->nb, c = j->c, inner = j->inner, m = nb * inner;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        double sg = 0.0, sgx = 0.0;
+        float mv = j->mean[ch], inv = j->invstd[ch];
+        for (int64_t b = 0; b < nb; b++) {
+            const float *r = j->x + (b * c + ch) * inner, *gr = j->g + (b * c + ch) * inner;
+            for (int64_t i = 0; i < inner; i++) {
+                sg += gr[i];
+                sgx += gr[i] * ((r[i] - mv) * inv);
+            }
+        }
+        if (j->dgamma)
+            j->dgamma[ch] = (float)sgx;
+        if (j->dbeta)
+            j->dbeta[ch] = (float)sg;
+        if (!j->dx)
+            continue;
+        /* Training: the batch statistics depend on x, giving
+         * dx = gamma*invstd * (g - mean(g) - xhat*mean(g*xhat)); eval: dx = gamma*invstd*g. */
+        float k = j->gamma[ch] * inv;
+        float mg = j->training ? (float)(sg / (double)m) : 0.0f;
+        float mgx = j->training ? (float)(sgx / (double)m) : 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            const float *r = j->x + (b * c + ch) * inner, *gr = j->g + (b * c + ch) * inner;
+            float *o = j->dx + (b * c + ch) * inner;
+            for (int64_t i = 0; i < inner; i++)
+                o[i] = k * (gr[i] - mg - (r[i] - mv) * inv * mgx);
+        }
+    }
+}
+
 int pr_bwd_batch_norm(const pr_node *n, pr_tensor *gout, pr_tensor **gin)
 {
     pr_tensor *x0 = n->in[0];
-    int64_t c = x0->shape[1], nb = x0->shape[0], inner = 1;
+    int64_t c = x0->shape[1], inner = 1;
     for (int d = 2; d < x0->ndim; d++)
         inner *= x0->shape[d];
-    int64_t m = nb * inner;
-    int training = (int)n->args.i[0];
     pr_tensor *xc = pr_tensor_contiguous(x0);
     pr_tensor *gc = xc ? pr_tensor_contiguous(n->in[1]) : NULL;
     pr_tensor *gx = NULL, *gg = NULL, *gbeta = NULL;
@@ -479,36 +528,12 @@ int pr_bwd_batch_norm(const pr_node *n, pr_tensor *gout, pr_tensor **gin)
         pr_tensor_release(gbeta);
         return PR_ENOMEM;
     }
-    const float *x = pr_tensor_f32(xc), *gamma = pr_tensor_f32(gc), *g = pr_tensor_f32(gout);
-    const float *mu = pr_tensor_f32(n->saved[0]), *is = pr_tensor_f32(n->saved[1]);
-    for (int64_t ch = 0; ch < c; ch++) {
-        double sg = 0.0, sgx = 0.0;
-        float mv = mu[ch], inv = is[ch];
-        for (int64_t b = 0; b < nb; b++) {
-            const float *r = x + (b * c + ch) * inner, *gr = g + (b * c + ch) * inner;
-            for (int64_t i = 0; i < inner; i++) {
-                sg += gr[i];
-                sgx += gr[i] * ((r[i] - mv) * inv);
-            }
-        }
-        if (gg)
-            pr_tensor_f32(gg)[ch] = (float)sgx;
-        if (gbeta)
-            pr_tensor_f32(gbeta)[ch] = (float)sg;
-        if (!gx)
-            continue;
-        /* Training: the batch statistics depend on x, giving
-         * dx = gamma*invstd * (g - mean(g) - xhat*mean(g*xhat)); eval: dx = gamma*invstd*g. */
-        float k = gamma[ch] * inv;
-        float mg = training ? (float)(sg / (double)m) : 0.0f;
-        float mgx = training ? (float)(sgx / (double)m) : 0.0f;
-        for (int64_t b = 0; b < nb; b++) {
-            const float *r = x + (b * c + ch) * inner, *gr = g + (b * c + ch) * inner;
-            float *o = pr_tensor_f32(gx) + (b * c + ch) * inner;
-            for (int64_t i = 0; i < inner; i++)
-                o[i] = k * (gr[i] - mg - (r[i] - mv) * inv * mgx);
-        }
-    }
+    bn_job j = { .x = pr_tensor_f32(xc), .gamma = pr_tensor_f32(gc), .g = pr_tensor_f32(gout),
+                 .mean = pr_tensor_f32(n->saved[0]), .invstd = pr_tensor_f32(n->saved[1]),
+                 .dx = gx ? pr_tensor_f32(gx) : NULL, .dgamma = gg ? pr_tensor_f32(gg) : NULL,
+                 .dbeta = gbeta ? pr_tensor_f32(gbeta) : NULL, .nb = x0->shape[0], .c = c,
+                 .inner = inner, .training = n->args.i[0] != 0 };
+    pr_parallel_for(c, 3 * j.nb * inner, bn_backward_channels, &j);
     pr_tensor_release(xc);
     pr_tensor_release(gc);
     gin[0] = gx;

@@ -1,6 +1,7 @@
 /* format.c: packing dense weights into CSR / BSR / N:M, unpacking them, and validating packed
  * matrices that come from files (pr_sparse_check), plus the pr_tensor conveniences. */
-#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,6 +84,12 @@ pr_sparse *pr_sparse_new(pr_sparse_format format, int64_t rows, int64_t cols, in
         (format == PR_SPARSE_NM_2_4 && nblocks != maxblocks)) {
         pr_error("sparse: %s [%lld,%lld] cannot hold %lld blocks", format_names[format],
                  (long long)rows, (long long)cols, (long long)nblocks);
+        return NULL;
+    }
+    /* A header from a file may ask for any size; refuse what could not be allocated before
+     * any byte count can overflow. */
+    if (nblocks * br * bc > (int64_t)(PTRDIFF_MAX / 8) - 1) {
+        pr_error_code(PR_ENOMEM, "sparse: %lld blocks is too large", (long long)nblocks);
         return NULL;
     }
     pr_sparse *s = calloc(1, sizeof *s);

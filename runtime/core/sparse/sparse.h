@@ -82,8 +82,10 @@ int pr_sparse_fits_nm(const float *w, int64_t rows, int64_t cols);
 
 /* Validates a (possibly untrusted) pr_sparse: known format and index types, consistent
  * counts, row_ptr starting at 0, monotone and ending at nblocks, column indices in range and
- * strictly increasing within a row (group for N:M), finite sizes. Returns PR_OK, or
- * PR_EFORMAT with a message naming the first problem. Kernels assume a checked matrix. */
+ * strictly increasing within a row (group for N:M), N:M padding slots past the last column
+ * holding zero. Returns PR_OK, or PR_EFORMAT with a message naming the first problem.
+ * The arrays must have the sizes pr_sparse_new gives for the header fields (a loader
+ * allocates with pr_sparse_new, fills, then checks). Kernels assume a checked matrix. */
 int pr_sparse_check(const pr_sparse *s);
 
 /* ---- tensor conveniences ---- */
@@ -97,7 +99,9 @@ pr_tensor *pr_sparse_linear_tensor(pr_tensor *x, const pr_sparse *w, pr_tensor *
 
 /* ---- kernels ---- */
 /* y[batch, rows] = x[batch, cols] . W^T + bias. x, y (caller's, contiguous, not aliased) and
- * bias ([rows] or NULL) are borrowed. Allocates its own scratch for batch > 1. */
+ * bias ([rows] or NULL) are borrowed; w must have passed pr_sparse_check (packers' output
+ * does). Allocates its own scratch (batch >= 8, or N:M). Returns PR_OK or a negative status.
+ * Safe to call from several threads at once; one call at a time gets the worker threads. */
 int pr_sparse_linear(const float *x, float *y, const pr_sparse *w, const float *bias, int64_t batch);
 /* c[rows, n] = W . b[cols, n] + bias[:, None]. b, c (caller's, contiguous, not aliased) and
  * bias ([rows] or NULL) are borrowed. The conv path: W [O, C*kh*kw], b the im2col columns. */
@@ -114,8 +118,8 @@ typedef enum {
 void pr_sparse_set_kernel(pr_sparse_kernel k);
 /* Name of the code path AUTO resolves to on this CPU ("avx512", "avx2" or "generic"). */
 const char *pr_sparse_kernel_name(void);
-/* Worker threads the kernels may use (default: pr_threads() when the runtime provides it,
- * else 2). n <= 0 restores the default. */
+/* Worker threads the kernels may use, the caller included (default: pr_threads(), the
+ * runtime's one knob; small products use fewer). n <= 0 restores the default. */
 void pr_sparse_set_threads(int n);
 int pr_sparse_threads(void);
 
