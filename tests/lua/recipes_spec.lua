@@ -211,6 +211,19 @@ describe("recipes", function()
         end
     end)
 
+    it("train_lenet trains the reference LeNet-5 and saves it", function()
+        local dir, log, ok = run("train_lenet", "--limit 600 --epochs 2 --save " .. q(tmpdir() .. "/lenet.prunert"))
+        assert.is_true(ok, log)
+        local acc = tonumber(log:match("test accuracy ([%d%.]+)%%"))
+        assert.is_not_nil(acc, log)
+        assert.is_true(acc > 30 and acc <= 100, log)
+        local path = log:match("saved (%S+)")
+        local model, meta = pr.load(path)
+        assert.is_not_nil(model, meta)
+        assert.are.equal("train_lenet", meta.recipe)
+        assert.is_true(math.abs(meta.test_accuracy * 100 - acc) < 0.01)
+    end)
+
     it("read MNIST-style IDX files from --data DIR", function()
         local data = tmpdir()
         for _, f in ipairs({"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
