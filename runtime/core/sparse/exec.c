@@ -141,39 +141,43 @@ static float *get_scratch(size_t need)
     return scratch;
 }
 
+/* The layer's geometry for input x, after checking x: what both conv plans start from.
+ * Returns PR_OK, or a negative status with a message naming the layer, the plan and x. */
+static int conv_geometry(const pr_module *m, const pr_module_exec *e, const pr_tensor *x, pr_conv_geom *g)
+{
+    memset(g, 0, sizeof *g);
+    g->o = m->cfg[1];
+    g->kh = m->cfg[2];
+    g->kw = m->cfg[3];
+    int64_t cin = m->cfg[0];
+    char b[96];
+    if (x->ndim != 4 || x->shape[1] != cin || x->dtype != PR_FLOAT32)
+        return pr_error("Conv2d(%lld -> %lld, %lldx%lld) [%s plan]: expected a float32 input [N,%lld,H,W], "
+                        "got %s %s", (long long)cin, (long long)g->o, (long long)g->kh, (long long)g->kw,
+                        e->name, (long long)cin, pr_dtype_name(x->dtype), pr_tensor_shape_str(x, b, sizeof b));
+    g->n = x->shape[0];
+    g->c = cin;
+    g->h = x->shape[2];
+    g->w = x->shape[3];
+    g->sh = m->cfg[4];
+    g->sw = m->cfg[5];
+    g->ph = m->cfg[6];
+    g->pw = m->cfg[7];
+    g->dh = m->cfg[8];
+    g->dw = m->cfg[9];
+    g->groups = 1;
+    if (pr_conv_geom_finish(g) < 0)
+        return pr_error("Conv2d [%s plan]: input %s is smaller than the kernel %lldx%lld after padding",
+                        e->name, pr_tensor_shape_str(x, b, sizeof b), (long long)g->kh, (long long)g->kw);
+    return PR_OK;
+}
+
 static pr_tensor *conv_run(pr_module *m, pr_module_exec *e, pr_tensor *x)
 {
     const plan_state *st = &((plan *)e)->st;
     pr_conv_geom g;
-    memset(&g, 0, sizeof g);
-    g.o = m->cfg[1];
-    g.kh = m->cfg[2];
-    g.kw = m->cfg[3];
-    int64_t cin = m->cfg[0];
-    if (x->ndim != 4 || x->shape[1] != cin || x->dtype != PR_FLOAT32) {
-        char b[96];
-        pr_error("Conv2d(%lld -> %lld, %lldx%lld) [%s plan]: expected a float32 input [N,%lld,H,W], "
-                 "got %s %s", (long long)cin, (long long)g.o, (long long)g.kh, (long long)g.kw,
-                 e->name, (long long)cin, pr_dtype_name(x->dtype), pr_tensor_shape_str(x, b, sizeof b));
+    if (conv_geometry(m, e, x, &g) < 0)
         return NULL;
-    }
-    g.n = x->shape[0];
-    g.c = cin;
-    g.h = x->shape[2];
-    g.w = x->shape[3];
-    g.sh = m->cfg[4];
-    g.sw = m->cfg[5];
-    g.ph = m->cfg[6];
-    g.pw = m->cfg[7];
-    g.dh = m->cfg[8];
-    g.dw = m->cfg[9];
-    g.groups = 1;
-    if (pr_conv_geom_finish(&g) < 0) {
-        char b[96];
-        pr_error("Conv2d [%s plan]: input %s is smaller than the kernel %lldx%lld after padding",
-                 e->name, pr_tensor_shape_str(x, b, sizeof b), (long long)g.kh, (long long)g.kw);
-        return NULL;
-    }
     int64_t k = g.c * g.kh * g.kw, pl = g.ho * g.wo;
     if (check_fresh(m, e) < 0)
         return NULL;
@@ -373,38 +377,8 @@ static pr_tensor *direct_run(pr_module *m, pr_module_exec *e, pr_tensor *x)
 {
     plan *p = (plan *)e;
     pr_conv_geom g;
-    memset(&g, 0, sizeof g);
-    g.o = m->cfg[1];
-    g.kh = m->cfg[2];
-    g.kw = m->cfg[3];
-    int64_t cin = m->cfg[0];
-    if (x->ndim != 4 || x->shape[1] != cin || x->dtype != PR_FLOAT32) {
-        char b[96];
-        pr_error("Conv2d(%lld -> %lld, %lldx%lld) [direct plan]: expected a float32 input "
-                 "[N,%lld,H,W], got %s %s", (long long)cin, (long long)g.o, (long long)g.kh,
-                 (long long)g.kw, (long long)cin, pr_dtype_name(x->dtype),
-                 pr_tensor_shape_str(x, b, sizeof b));
+    if (conv_geometry(m, e, x, &g) < 0 || check_fresh(m, e) < 0)
         return NULL;
-    }
-    if (check_fresh(m, e) < 0)
-        return NULL;
-    g.n = x->shape[0];
-    g.c = cin;
-    g.h = x->shape[2];
-    g.w = x->shape[3];
-    g.sh = m->cfg[4];
-    g.sw = m->cfg[5];
-    g.ph = m->cfg[6];
-    g.pw = m->cfg[7];
-    g.dh = m->cfg[8];
-    g.dw = m->cfg[9];
-    g.groups = 1;
-    if (pr_conv_geom_finish(&g) < 0) {
-        char b[96];
-        pr_error("Conv2d [direct plan]: input %s is smaller than the kernel %lldx%lld after padding",
-                 pr_tensor_shape_str(x, b, sizeof b), (long long)g.kh, (long long)g.kw);
-        return NULL;
-    }
     int64_t yshape[4] = {g.n, g.o, g.ho, g.wo};
     pr_tensor *y = pr_tensor_empty(PR_FLOAT32, 4, yshape);
     if (!y || g.n == 0 || g.ho * g.wo == 0)
