@@ -31,6 +31,14 @@ static void push_tensor_metatable(lua_State *L);
  * rather than per state: it is only a pacing hint. */
 static _Thread_local size_t gc_debt;
 #define GC_BATCH (256u * 1024u)
+/* Generational mode (lua.c's and prunert's default) frees a dead object that has survived one
+ * minor collection only in a major one, which Lua starts when its own heap has doubled: a heap
+ * of a few hundred KB of boxes can then hold hundreds of MB of dead tensors (training LeNet-5
+ * grew by one input batch, 0.8 MB, per step). So a full collection also runs once tensors
+ * worth GC_MAJOR_MIN (32 MB), or 64 times the Lua heap, whichever is more, were made since the last
+ * one: its cost, proportional to the heap, stays a small fraction of making the tensors. */
+static _Thread_local size_t gc_since_major;
+#define GC_MAJOR_MIN ((size_t)32 << 20)
 
 static void gc_account(lua_State *L, const pr_tensor *t)
 {
@@ -42,10 +50,19 @@ static void gc_account(lua_State *L, const pr_tensor *t)
     gc_debt += bytes;
     if (gc_debt >= GC_BATCH) {
         size_t kb = gc_debt / 1024;
+        gc_since_major += gc_debt;
         gc_debt = 0;
         /* LUA_GCSTEP would run the collector even after collectgarbage("stop"): respect it */
-        if (lua_gc(L, LUA_GCISRUNNING) == 1)
+        if (lua_gc(L, LUA_GCISRUNNING) != 1)
+            return;
+        size_t heap = (size_t)lua_gc(L, LUA_GCCOUNT) * 1024u;
+        size_t major = heap * 64 > GC_MAJOR_MIN ? heap * 64 : GC_MAJOR_MIN;
+        if (gc_since_major >= major) {
+            gc_since_major = 0;
+            lua_gc(L, LUA_GCCOLLECT);
+        } else {
             lua_gc(L, LUA_GCSTEP, kb > INT_MAX ? INT_MAX : (int)kb);
+        }
     }
 }
 
