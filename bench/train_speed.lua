@@ -4,7 +4,9 @@
 --
 -- Prints, as medians of --runs runs: one LeNet-5 epoch on Fashion-MNIST (60k, batch 256,
 -- SGD momentum 0.9), evaluation of the 10k test images, one epoch of seed 000's MLP
--- 784-128-10 at batch 64, and the process's peak resident memory. With --torch and Debian's
+-- 784-128-10 at batch 64, and peak resident memory: at the end of the first LeNet-5 epoch (the
+-- target: data sets loaded plus training) and over the whole run (evaluation at batch 1000
+-- makes 4x larger activations, which the buffer cache then keeps). With --torch and Debian's
 -- python3-torch installed, bench/torch_ref.py runs the same work in PyTorch in the same session
 -- and the ratios are printed beside.
 local pr = require "prunert"
@@ -59,11 +61,12 @@ local function time_fit(build, batch)
 end
 
 local lenet_t, eval_t, mlp_t = {}, {}, {}
-local model
+local model, train_mem
 for r = 1, opts.runs do
     local t
     t, model = time_fit(lenet, 256)
     lenet_t[r] = t
+    train_mem = train_mem or peak_rss_mb()
     local t0 = pr.clock()
     pr.train.evaluate(model, test, {batch = 1000})
     eval_t[r] = pr.clock() - t0
@@ -81,7 +84,10 @@ local mem = peak_rss_mb()
 local torch = {}
 if opts.torch then
     local src = os.getenv("PRUNERT_SOURCE_DIR") or "."
-    local p = io.popen("python3 " .. src .. "/bench/torch_ref.py --runs " .. opts.runs .. " 2>/dev/null")
+    -- Debian's interpreter: the one python3-torch is installed for (a pyenv or venv python3
+    -- first on PATH usually has neither torch nor numpy). PRUNERT_PYTHON overrides it.
+    local py = os.getenv("PRUNERT_PYTHON") or "/usr/bin/python3"
+    local p = io.popen(py .. " " .. src .. "/bench/torch_ref.py --runs " .. opts.runs .. " 2>/dev/null")
     if p then
         for line in p:lines() do
             local k, v = line:match("^(%S+)%s+([%d%.]+)$")
@@ -97,6 +103,7 @@ for _, r in ipairs(rows) do
     local ratio = torch[r[4]] and string.format("%.1fx faster", torch[r[4]] / r[2]) or "-"
     print(string.format("%-34s %10.3f %10.2f %12s", r[1], r[2], r[3], ratio))
 end
-print(string.format("%-34s %10.1f %10d %12s", "peak memory (MB)", mem, 150,
+print(string.format("%-34s %10.1f %10d %12s", "peak memory training LeNet-5 (MB)", train_mem, 150, "-"))
+print(string.format("%-34s %10.1f %10s %12s", "peak memory, whole run (MB)", mem, "-",
     torch.peak_mb and string.format("%.1fx less", torch.peak_mb / mem) or "-"))
 print(string.format("LeNet-5 test accuracy after one epoch: %.2f%%", 100 * acc))

@@ -237,6 +237,10 @@ static int topo_order(pr_node *root, node_vec *order)
             if (n->pending == 2) {
                 n->pending = 3;
                 rc = vec_push(order, n);
+                /* pr_backward frees a node's inputs as soon as it is done, which may drop the
+                 * last reference to a node still to be walked: hold each one until the end */
+                if (rc == PR_OK)
+                    pr_node_retain(n);
             }
         }
     }
@@ -305,13 +309,23 @@ int pr_backward(pr_tensor *root, pr_tensor *grad)
         }
         if (gv != gin)
             free(gv);
+        /* Every user of this node's output came earlier in the walk, so its gradient, saved
+         * buffers and inputs are done with: free them now rather than after the whole walk,
+         * as PyTorch does. The early layers' activations and gradients are the largest and are
+         * reached last, so this lowers the peak (LeNet at batch 256: their inputs and gradients
+         * no longer all coexist with the first convolution's backward). */
+        if (rc == PR_OK)
+            node_free_buffers(n);
     }
-    /* Free the graph: saved buffers and the links to inputs, as PyTorch does without
-     * retain_graph. Nodes themselves die with the tensors that point at them. */
+    /* Free the rest of the graph: saved buffers and the links to inputs, as PyTorch does
+     * without retain_graph. Nodes themselves die with the tensors that point at them, but not
+     * before the references taken in the walk are dropped here. */
     for (size_t j = 0; j < order.n; j++) {
         order.v[j]->pending = 0;
         node_free_buffers(order.v[j]);
     }
+    for (size_t j = 0; j < order.n; j++)
+        pr_node_release(order.v[j]);
     free(order.v);
     return rc;
 }

@@ -46,10 +46,11 @@ void pr_conv_depthwise_backward_weight(const float *x, const float *gy, float *d
                                        const pr_conv_geom *g);
 
 /* Max pooling; argmax[n, c, ho, wo] gets the flat index ih*w + iw of the winning input in its
- * plane (the first maximum on ties; a NaN wins so it propagates). Every window must overlap
- * the input (padding at most half the kernel guarantees it). */
+ * plane (the first maximum on ties; a NaN wins so it propagates). argmax may be NULL when no
+ * backward will need it (evaluation). Every window must overlap the input (padding at most
+ * half the kernel guarantees it). */
 void pr_pool_max_forward(const float *x, float *y, int64_t *argmax, const pr_conv_geom *g);
-/* dx accumulate: each gy element goes to its argmax. */
+/* dx overwritten: zero except that each gy element is added at its argmax. */
 void pr_pool_max_backward(const float *gy, float *dx, const int64_t *argmax, const pr_conv_geom *g);
 /* Average pooling counting padding in the divisor (PyTorch's count_include_pad=True). */
 void pr_pool_avg_forward(const float *x, float *y, const pr_conv_geom *g);

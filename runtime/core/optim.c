@@ -20,6 +20,60 @@ static int check_param(const char *who, pr_tensor *p, pr_tensor *buf, const char
 
 static inline float sgnf(float x) { return (float)((x > 0.0f) - (x < 0.0f)); }
 
+/* One SGD update of elements [0, n). The flags are compile-time constants at each call in
+ * sgd_update below, so every combination becomes its own branch-free loop the compiler can
+ * vectorise: with the tests inside one loop, perf showed pr_sgd_step at a quarter of an MLP
+ * epoch (784-128-10, batch 64), ~2.7 ns per parameter. */
+static inline void sgd_loop(float *restrict w, const float *restrict g, float *restrict b,
+                            const float *restrict mask, int64_t n, float lr, float wd, float l1,
+                            float mom, float damp, const int has_b, const int first,
+                            const int nesterov, const int has_mask, const int has_l1)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float d = g[i] + wd * w[i];
+        if (has_l1)
+            d += l1 * sgnf(w[i]);
+        if (has_b) {
+            float bi = first ? d : mom * b[i] + damp * d;
+            d = nesterov ? d + mom * bi : bi;
+            b[i] = has_mask ? bi * mask[i] : bi;
+        }
+        float wi = w[i] - lr * d;
+        w[i] = has_mask ? wi * mask[i] : wi;
+    }
+}
+
+static void sgd_update(float *w, const float *g, float *b, const float *mask, int64_t n,
+                       const pr_sgd_opts *o, int first)
+{
+    const float lr = (float)o->lr, wd = (float)o->weight_decay, l1 = (float)o->l1;
+    const float mom = (float)o->momentum, damp = (float)(1.0 - o->dampening);
+#define SGD(HB, F, NE, HM, HL) sgd_loop(w, g, b, mask, n, lr, wd, l1, mom, damp, HB, F, NE, HM, HL)
+    if (b && !first && !o->nesterov && l1 == 0.0f) { /* the usual case: momentum, no L1 */
+        if (mask)
+            SGD(1, 0, 0, 1, 0);
+        else
+            SGD(1, 0, 0, 0, 0);
+    } else if (!b && l1 == 0.0f && !mask) {
+        SGD(0, 0, 0, 0, 0);
+    } else { /* everything else: the general loop */
+        for (int64_t i = 0; i < n; i++) {
+            float d = g[i] + wd * w[i] + l1 * sgnf(w[i]);
+            if (b) {
+                b[i] = first ? d : mom * b[i] + damp * d;
+                d = o->nesterov ? d + mom * b[i] : b[i];
+            }
+            w[i] -= lr * d;
+            if (mask) {
+                w[i] *= mask[i];
+                if (b)
+                    b[i] *= mask[i];
+            }
+        }
+    }
+#undef SGD
+}
+
 int pr_sgd_step(pr_tensor *p, pr_tensor *buf, const pr_sgd_opts *o, int first)
 {
     if (!p->grad)
@@ -32,26 +86,9 @@ int pr_sgd_step(pr_tensor *p, pr_tensor *buf, const pr_sgd_opts *o, int first)
     pr_tensor *gt = pr_tensor_contiguous(p->grad);
     if (!gt)
         return PR_ENOMEM;
-    float *w = pr_tensor_f32(p);
-    const float *g = pr_tensor_f32(gt);
     float *b = o->momentum != 0.0 ? pr_tensor_f32(buf) : NULL;
     const float *mask = p->mask ? pr_tensor_f32(p->mask) : NULL;
-    const float lr = (float)o->lr, wd = (float)o->weight_decay, l1 = (float)o->l1;
-    const float mom = (float)o->momentum, damp = (float)(1.0 - o->dampening);
-    int64_t n = pr_tensor_numel(p);
-    for (int64_t i = 0; i < n; i++) {
-        float d = g[i] + wd * w[i] + l1 * sgnf(w[i]);
-        if (b) {
-            b[i] = first ? d : mom * b[i] + damp * d;
-            d = o->nesterov ? d + mom * b[i] : b[i];
-        }
-        w[i] -= lr * d;
-        if (mask) {
-            w[i] *= mask[i];
-            if (b)
-                b[i] *= mask[i];
-        }
-    }
+    sgd_update(pr_tensor_f32(p), pr_tensor_f32(gt), b, mask, pr_tensor_numel(p), o, first);
     pr_tensor_release(gt);
     return PR_OK;
 }

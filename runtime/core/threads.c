@@ -26,8 +26,10 @@ extern int blas_thread_shutdown_(void) __attribute__((weak));
  * fell by a third with a short timeout, at no cost in wall time. So unless the user chose
  * OPENBLAS_THREAD_TIMEOUT, ask for 2^16 cycles (tens of microseconds: long enough to bridge the
  * GEMMs of one convolution's slices, short enough that an idle worker sleeps between layers),
- * and restart the workers, which read the timeout only when they start. Done once, when the
- * thread count is first decided or set, before this runtime has run a GEMM of its own. */
+ * and restart the workers, which read the timeout only when they start. Done once, when this
+ * library is loaded (OpenBLAS, a dependency, is initialised by then, and the host cannot yet be
+ * inside a GEMM on another thread); the later calls from pr_threads/pr_set_threads are
+ * no-ops then. Child processes inherit the variable, which is harmless. */
 static pthread_once_t quiet_once = PTHREAD_ONCE_INIT;
 
 static void blas_quiet(void)
@@ -38,6 +40,11 @@ static void blas_quiet(void)
         return;
     openblas_read_env();
     blas_thread_shutdown_(); /* the next threaded GEMM starts them again, with the new timeout */
+}
+
+__attribute__((constructor)) static void threads_load(void)
+{
+    pthread_once(&quiet_once, blas_quiet);
 }
 
 static int default_threads(void)

@@ -6,6 +6,7 @@
 #include "ops.h"
 #include "rng.h"
 #include "tensor.h"
+#include "threads.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -683,9 +684,163 @@ static void test_im2col_adjoint(void)
     free(c);
 }
 
+/* The 2x2/stride-2 max-pool kernel (vectorised four windows at a time, scalar tail) against a
+ * naive loop, on rows wide enough for both parts, with ties, NaNs and -0/+0; with and without
+ * the argmax output (evaluation passes NULL). */
+static void test_max_pool_2x2_kernel(void)
+{
+    for (int64_t w = 2; w <= 30; w += 7) { /* wo = 1, 4, 8, 11, 15 */
+        pr_conv_geom g = { .n = 2, .c = 3, .h = 6, .w = w, .o = 3, .kh = 2, .kw = 2, .sh = 2,
+                           .sw = 2, .dh = 1, .dw = 1, .groups = 3 };
+        CHECK(pr_conv_geom_finish(&g) == 0);
+        int64_t nx = g.n * g.c * g.h * g.w, ny = g.n * g.c * g.ho * g.wo;
+        float *x = malloc(sizeof *x * (size_t)nx), *y = malloc(sizeof *y * (size_t)ny);
+        float *y2 = malloc(sizeof *y2 * (size_t)ny);
+        int64_t *am = malloc(sizeof *am * (size_t)ny);
+        pr_rng_seed(11 + (uint64_t)w);
+        for (int64_t i = 0; i < nx; i++) {
+            double u = pr_rng_uniform();
+            /* few distinct values: many ties; some NaNs and signed zeros */
+            x[i] = u < 0.05 ? NAN : u < 0.1 ? -0.0f : u < 0.15 ? 0.0f : (float)(int)(u * 6) - 2.0f;
+        }
+        pr_pool_max_forward(x, y, am, &g);
+        pr_pool_max_forward(x, y2, NULL, &g);
+        int ok = 1;
+        for (int64_t p = 0; p < g.n * g.c; p++)
+            for (int64_t oh = 0; oh < g.ho; oh++)
+                for (int64_t ow = 0; ow < g.wo; ow++) {
+                    const float *pl = x + p * g.h * g.w;
+                    int64_t bi = -1;
+                    float best = 0.0f;
+                    for (int64_t i = 0; i < 2 && bi < 0; i++) /* the first NaN wins */
+                        for (int64_t j = 0; j < 2 && bi < 0; j++) {
+                            int64_t k = (2 * oh + i) * g.w + 2 * ow + j;
+                            if (pl[k] != pl[k])
+                                bi = k;
+                        }
+                    if (bi < 0)
+                        for (int64_t i = 0; i < 2; i++) /* else the first maximum */
+                            for (int64_t j = 0; j < 2; j++) {
+                                int64_t k = (2 * oh + i) * g.w + 2 * ow + j;
+                                if (bi < 0 || pl[k] > best) {
+                                    best = pl[k];
+                                    bi = k;
+                                }
+                            }
+                    int64_t o = p * g.ho * g.wo + oh * g.wo + ow;
+                    float v = pl[bi];
+                    ok &= am[o] == bi;
+                    ok &= v != v ? (y[o] != y[o] && y2[o] != y2[o])
+                                 : (memcmp(&y[o], &v, sizeof v) == 0 && memcmp(&y2[o], &v, sizeof v) == 0);
+                }
+        CHECK_MSG(ok, "2x2 max pool, width %lld", (long long)w);
+        free(x);
+        free(y);
+        free(y2);
+        free(am);
+    }
+}
+
+/* im2col/col2im without padding and with stride 1 take a whole-row path (widths with their
+ * own unrolled case and others): compare with the definition. */
+static void test_im2col_plain(void)
+{
+    static const int64_t sizes[][3] = { { 12, 5, 1 }, { 28, 5, 1 }, { 9, 3, 1 }, { 11, 3, 2 } };
+    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+        pr_conv_geom g = { .n = 3, .c = 2, .h = sizes[t][0], .w = sizes[t][0], .o = 2,
+                           .kh = sizes[t][1], .kw = sizes[t][1], .sh = sizes[t][2], .sw = 1,
+                           .dh = 1, .dw = 1, .groups = 1 };
+        CHECK(pr_conv_geom_finish(&g) == 0);
+        int64_t pl = g.ho * g.wo, k = g.c * g.kh * g.kw, nx = g.n * g.c * g.h * g.w;
+        float *x = malloc(sizeof *x * (size_t)nx), *cols = malloc(sizeof *cols * (size_t)(k * g.n * pl));
+        float *dx = calloc((size_t)nx, sizeof *dx), *ref = calloc((size_t)nx, sizeof *ref);
+        for (int64_t i = 0; i < nx; i++)
+            x[i] = (float)i;
+        pr_conv_im2col(x, cols, &g, 0, 0, g.n);
+        int ok = 1;
+        for (int64_t ci = 0; ci < g.c; ci++)
+            for (int64_t ki = 0; ki < g.kh; ki++)
+                for (int64_t kj = 0; kj < g.kw; kj++)
+                    for (int64_t n = 0; n < g.n; n++)
+                        for (int64_t oh = 0; oh < g.ho; oh++)
+                            for (int64_t ow = 0; ow < g.wo; ow++) {
+                                int64_t r = (ci * g.kh + ki) * g.kw + kj;
+                                int64_t xi = ((n * g.c + ci) * g.h + oh * g.sh + ki) * g.w + ow + kj;
+                                float c = cols[r * g.n * pl + n * pl + oh * g.wo + ow];
+                                ok &= c == x[xi];
+                                ref[xi] += c; /* col2im(cols) by definition */
+                            }
+        CHECK_MSG(ok, "im2col %lldx%lld kernel %lld", (long long)g.h, (long long)g.w,
+                  (long long)g.kh);
+        pr_conv_col2im(cols, dx, &g, 0, 0, g.n);
+        CHECK_MSG(memcmp(dx, ref, sizeof *dx * (size_t)nx) == 0, "col2im %lldx%lld", (long long)g.h,
+                  (long long)g.w);
+        free(x);
+        free(cols);
+        free(dx);
+        free(ref);
+    }
+}
+
+/* pr_parallel_for on its persistent pool: every item exactly once for any thread count (raised
+ * and lowered between calls), small jobs inline, and a call nested inside a part (which finds
+ * the pool busy and runs inline) still covers its range. */
+typedef struct {
+    int *hits;
+    int nested;
+} pfor_ctx;
+
+static void pfor_mark(void *ctx, int64_t b, int64_t e)
+{
+    pfor_ctx *c = ctx;
+    for (int64_t i = b; i < e; i++)
+        c->hits[i]++;
+}
+
+static void pfor_nest(void *ctx, int64_t b, int64_t e)
+{
+    pfor_ctx *c = ctx;
+    for (int64_t i = b; i < e; i++) {
+        pfor_ctx inner = { c->hits + i * 8, 0 };
+        pr_parallel_for(8, 1 << 20, pfor_mark, &inner);
+    }
+}
+
+static void test_parallel_for(void)
+{
+    enum { N = 1000 };
+    static int hits[N * 8];
+    static const int counts[] = { 2, 4, 1, 3, 2 };
+    int before = pr_threads();
+    for (size_t t = 0; t < sizeof counts / sizeof counts[0]; t++) {
+        pr_set_threads(counts[t]);
+        for (int64_t cost = 1; cost <= (1 << 20); cost <<= 10) {
+            memset(hits, 0, sizeof hits);
+            pfor_ctx c = { hits, 0 };
+            for (int rep = 0; rep < 50; rep++)
+                pr_parallel_for(N, cost, pfor_mark, &c);
+            int ok = 1;
+            for (int i = 0; i < N; i++)
+                ok &= hits[i] == 50;
+            CHECK_MSG(ok, "threads %d cost %lld", counts[t], (long long)cost);
+        }
+        memset(hits, 0, sizeof hits);
+        pfor_ctx c = { hits, 1 };
+        pr_parallel_for(N, 1 << 20, pfor_nest, &c);
+        int ok = 1;
+        for (int i = 0; i < N * 8; i++)
+            ok &= hits[i] == 1;
+        CHECK_MSG(ok, "nested, threads %d", counts[t]);
+    }
+    pr_set_threads(before);
+}
+
 int main(void)
 {
+    RUN(test_parallel_for);
     RUN(test_im2col_adjoint);
+    RUN(test_im2col_plain);
+    RUN(test_max_pool_2x2_kernel);
     RUN(test_conv2d_values);
     RUN(test_conv2d_no_input_grad);
     RUN(test_conv2d_strided_input);

@@ -45,6 +45,7 @@ static pid_t pool_pid;           /* the pool's threads exist only in this proces
 static atomic_llong next_part;
 static atomic_llong unfinished;
 static int active;
+static int seats; /* workers still allowed to join `current`: at most pr_threads() - 1 */
 
 static void run_parts(const job *j)
 {
@@ -70,6 +71,9 @@ static void *worker(void *arg)
         while (generation == seen)
             pthread_cond_wait(&go, &mu);
         seen = generation;
+        if (seats == 0) /* enough helpers already (the thread count was lowered) */
+            continue;
+        seats--;
         job j = current;
         /* Counted while outside the lock, so a new job is not posted under our feet: a worker
          * that wakes late may find its job already finished and claims nothing. */
@@ -131,6 +135,7 @@ void pr_parallel_for(int64_t n, int64_t cost,
     while (active > 0) /* a late worker still holds the previous job */
         pthread_cond_wait(&done, &mu);
     current = (job){ fn, ctx, n, parts };
+    seats = (int)nt - 1;
     atomic_store(&next_part, 0);
     atomic_store(&unfinished, parts);
     generation++;

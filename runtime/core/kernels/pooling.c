@@ -3,6 +3,8 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 typedef struct {
     const float *in;
@@ -20,33 +22,124 @@ static inline void max_take(float v, int64_t i, float *best, int64_t *bi)
     *best = v > *best ? v : *best;
 }
 
-/* The common 2x2 window with stride 2 and no padding, unrolled; false when not that case. */
+/* "v beats best": strictly greater (the first maximum wins ties), or v is the first NaN (a NaN
+ * wins, as in PyTorch, and then nothing beats it). Written as one comparison chain without
+ * branches: with random data the outcome is a coin flip a branch would mispredict. */
+static inline int max_beats(float v, float best)
+{
+    return (best == best) & !(v <= best);
+}
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* max_beats on 4 lanes: all-ones where v beats best. */
+static inline __m128 max_beats4(__m128 v, __m128 best)
+{
+    return _mm_andnot_ps(_mm_cmple_ps(v, best), _mm_cmpeq_ps(best, best));
+}
+
+static inline __m128 select4(__m128 t, __m128 a, __m128 b)
+{
+    return _mm_or_ps(_mm_and_ps(t, a), _mm_andnot_ps(t, b));
+}
+
+/* Outputs [0, wo4) of one row of 2x2 windows, 4 at a time (wo4 a multiple of 4); returns
+ * wo4. Rows r0/r1 are split into the windows' left and right columns by shuffles. */
+static int64_t max_row_2x2_sse(const float *r0, const float *r1, float *o, int64_t *a,
+                               int64_t wo4, int64_t base, int64_t w)
+{
+    const __m128i one = _mm_set1_epi32(1), wv = _mm_set1_epi32((int)w);
+    for (int64_t ow = 0; ow < wo4; ow += 4) {
+        __m128 x0 = _mm_loadu_ps(r0 + 2 * ow), x1 = _mm_loadu_ps(r0 + 2 * ow + 4);
+        __m128 y0 = _mm_loadu_ps(r1 + 2 * ow), y1 = _mm_loadu_ps(r1 + 2 * ow + 4);
+        __m128 tl = _mm_shuffle_ps(x0, x1, _MM_SHUFFLE(2, 0, 2, 0));
+        __m128 tr = _mm_shuffle_ps(x0, x1, _MM_SHUFFLE(3, 1, 3, 1));
+        __m128 bl = _mm_shuffle_ps(y0, y1, _MM_SHUFFLE(2, 0, 2, 0));
+        __m128 br = _mm_shuffle_ps(y0, y1, _MM_SHUFFLE(3, 1, 3, 1));
+        __m128 best = tl, t;
+        if (!a) {
+            t = max_beats4(tr, best);
+            best = select4(t, tr, best);
+            t = max_beats4(bl, best);
+            best = select4(t, bl, best);
+            t = max_beats4(br, best);
+            best = select4(t, br, best);
+            _mm_storeu_ps(o + ow, best);
+            continue;
+        }
+        /* offset inside the window: column in bit 0, row in bit 1 */
+        __m128i k = _mm_setzero_si128();
+        t = max_beats4(tr, best);
+        best = select4(t, tr, best);
+        k = _mm_or_si128(_mm_and_si128(_mm_castps_si128(t), _mm_set1_epi32(1)),
+                         _mm_andnot_si128(_mm_castps_si128(t), k));
+        t = max_beats4(bl, best);
+        best = select4(t, bl, best);
+        k = _mm_or_si128(_mm_and_si128(_mm_castps_si128(t), _mm_set1_epi32(2)),
+                         _mm_andnot_si128(_mm_castps_si128(t), k));
+        t = max_beats4(br, best);
+        best = select4(t, br, best);
+        k = _mm_or_si128(_mm_and_si128(_mm_castps_si128(t), _mm_set1_epi32(3)),
+                         _mm_andnot_si128(_mm_castps_si128(t), k));
+        _mm_storeu_ps(o + ow, best);
+        /* index = base + 2*ow + (k & 1) + (k >> 1) * w; w is 0 or w per lane, so no multiply */
+        __m128i col = _mm_add_epi32(_mm_set_epi32((int)(2 * ow + 6), (int)(2 * ow + 4),
+                                                  (int)(2 * ow + 2), (int)(2 * ow)),
+                                    _mm_and_si128(k, one));
+        __m128i row = _mm_and_si128(_mm_cmpeq_epi32(_mm_srli_epi32(k, 1), one), wv);
+        __m128i idx = _mm_add_epi32(_mm_add_epi32(col, row), _mm_set1_epi32((int)base));
+        __m128i zero = _mm_setzero_si128(); /* indices are >= 0: widen by zero-extension */
+        _mm_storeu_si128((__m128i *)(a + ow), _mm_unpacklo_epi32(idx, zero));
+        _mm_storeu_si128((__m128i *)(a + ow + 2), _mm_unpackhi_epi32(idx, zero));
+    }
+    return wo4;
+}
+#endif
+
+/* The common 2x2 window with stride 2 and no padding; false when not that case. With SSE2
+ * four windows at a time without branches (perf: the scalar version's compares compiled to
+ * branches, mispredicted half the time on real activations, 11-14% of a LeNet step). */
 static int max_forward_2x2(const pool_job *j, int64_t p0, int64_t p1)
 {
     const pr_conv_geom *g = j->g;
     if (g->kh != 2 || g->kw != 2 || g->sh != 2 || g->sw != 2 || g->ph || g->pw)
         return 0;
     const int64_t w = g->w, wo = g->wo, ho = g->ho, hw = g->h * w, pl = ho * wo;
+#if defined(__SSE2__)
+    /* int32 lanes for the indices inside a plane */
+    const int64_t wo4 = hw <= INT32_MAX ? wo / 4 * 4 : 0;
+#else
+    const int64_t wo4 = 0;
+#endif
     for (int64_t p = p0; p < p1; p++) {
         const float *in = j->in + p * hw;
         float *out = j->out + p * pl;
-        int64_t *am = j->argmax + p * pl;
+        int64_t *am = j->argmax ? j->argmax + p * pl : NULL;
         for (int64_t oh = 0; oh < ho; oh++) {
             const float *r0 = in + 2 * oh * w, *r1 = r0 + w;
-            for (int64_t ow = 0; ow < wo; ow++) {
-                int64_t c = 2 * ow, i = 2 * oh * w + c;
-                float a = r0[c], b = r0[c + 1], d = r1[c], e = r1[c + 1];
-                float best = a;
-                int64_t bi = i;
-                max_take(b, i + 1, &best, &bi);
-                max_take(d, i + w, &best, &bi);
-                max_take(e, i + w + 1, &best, &bi);
-                if ((a != a) | (b != b) | (d != d) | (e != e)) { /* the first NaN wins */
-                    bi = a != a ? i : b != b ? i + 1 : d != d ? i + w : i + w + 1;
-                    best = in[bi];
-                }
-                out[oh * wo + ow] = best;
-                am[oh * wo + ow] = bi;
+            float *o = out + oh * wo;
+            int64_t *a = am ? am + oh * wo : NULL;
+            const int64_t base = 2 * oh * w;
+            int64_t ow = 0;
+#if defined(__SSE2__)
+            if (wo4)
+                ow = max_row_2x2_sse(r0, r1, o, a, wo4, base, w);
+#endif
+            for (; ow < wo; ow++) {
+                float best = r0[2 * ow], v = r0[2 * ow + 1];
+                int k = 0;
+                if (max_beats(v, best))
+                    best = v, k = 1;
+                v = r1[2 * ow];
+                if (max_beats(v, best))
+                    best = v, k = 2;
+                v = r1[2 * ow + 1];
+                if (max_beats(v, best))
+                    best = v, k = 3;
+                o[ow] = best;
+                if (a)
+                    a[ow] = base + 2 * ow + (k & 1) + (k >> 1) * w;
             }
         }
     }
@@ -70,7 +163,7 @@ static void max_forward(void *ctx, int64_t p0, int64_t p1)
     for (int64_t p = p0; p < p1; p++) {
         const float *in = x + p * hw;
         float *out = y + p * pl;
-        int64_t *am = argmax + p * pl;
+        int64_t *am = argmax ? argmax + p * pl : NULL;
         for (int64_t oh = 0; oh < ho; oh++) {
             int64_t h0 = oh * sh - ph;
             int64_t hs = h0 < 0 ? 0 : h0, he = h0 + kh > h ? h : h0 + kh;
@@ -95,7 +188,8 @@ static void max_forward(void *ctx, int64_t p0, int64_t p1)
                                 bi = ih * w + iw;
                             }
                 out[oh * wo + ow] = best;
-                am[oh * wo + ow] = bi;
+                if (am)
+                    am[oh * wo + ow] = bi;
             }
         }
     }
@@ -118,6 +212,9 @@ static void max_backward(void *ctx, int64_t p0, int64_t p1)
         float *d = dx + p * hw;
         const float *s = gy + p * pl;
         const int64_t *am = argmax + p * pl;
+        /* zeroed here, plane by plane on the thread that scatters into it, rather than by a
+         * separate single-threaded pass over the whole gradient before */
+        memset(d, 0, (size_t)hw * sizeof *d);
         for (int64_t i = 0; i < pl; i++)
             d[am[i]] += s[i];
     }

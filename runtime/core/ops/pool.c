@@ -38,18 +38,18 @@ pr_tensor *pr_fwd_max_pool2d(pr_tensor *const *in, int nin, const pr_opargs *a, 
     int64_t yshape[4] = { g.n, g.c, g.ho, g.wo };
     pr_tensor *xc = pr_tensor_contiguous(in[0]);
     pr_tensor *y = xc ? pr_tensor_empty(PR_FLOAT32, 4, yshape) : NULL;
-    pr_tensor *am = y ? pr_tensor_empty(PR_INT64, 4, yshape) : NULL;
-    if (!am) {
+    /* The indices only serve the backward: without a tape (no_grad, evaluation) none are
+     * made, which halves the bytes written. */
+    pr_tensor *am = y && saved ? pr_tensor_empty(PR_INT64, 4, yshape) : NULL;
+    if (!y || (saved && !am)) {
         pr_tensor_release(xc);
         pr_tensor_release(y);
         return NULL;
     }
-    pr_pool_max_forward(pr_tensor_f32(xc), pr_tensor_f32(y), pr_tensor_i64(am), &g);
+    pr_pool_max_forward(pr_tensor_f32(xc), pr_tensor_f32(y), am ? pr_tensor_i64(am) : NULL, &g);
     pr_tensor_release(xc);
     if (saved)
         saved[0] = am;
-    else
-        pr_tensor_release(am);
     return y;
 }
 
@@ -60,7 +60,7 @@ int pr_bwd_max_pool2d(const pr_node *n, pr_tensor *gout, pr_tensor **gin)
         return PR_EINVAL;
     if (!n->saved[0])
         return pr_error("max_pool2d: backward without the forward's indices");
-    pr_tensor *gx = pr_tensor_zeros(PR_FLOAT32, 4, n->in[0]->shape);
+    pr_tensor *gx = pr_tensor_empty(PR_FLOAT32, 4, n->in[0]->shape);
     if (!gx)
         return PR_ENOMEM;
     pr_pool_max_backward(pr_tensor_f32(gout), pr_tensor_f32(gx), pr_tensor_i64(n->saved[0]), &g);
