@@ -90,8 +90,20 @@ static int gemm(const char *op, const mat *A, const mat *B, float *C, int64_t ld
         b2 = mat_of(pb, K, N, N, 1);
         blas_desc(&b2, &tb, &ldb);
     }
-    cblas_sgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)K, 1.0f, a2.p, lda, b2.p, ldb, beta,
-                C, (int)ldc);
+    if (M == 1) {
+        /* One row (a Linear at batch 1): sgemm's packing costs more than the product; sgemv on
+         * the same operands measured 5.6x faster for 500x800. y[N] = B^T a, where B is stored
+         * row-major [K,N] (NoTrans) or [N,K] (Trans); a is row 0 of A, or its column 0 when A
+         * is stored transposed. */
+        int incx = ta == CblasNoTrans ? 1 : lda;
+        if (tb == CblasNoTrans)
+            cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)N, 1.0f, b2.p, ldb, a2.p, incx, beta, C, 1);
+        else
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)N, (int)K, 1.0f, b2.p, ldb, a2.p, incx, beta, C, 1);
+    } else {
+        cblas_sgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)K, 1.0f, a2.p, lda, b2.p, ldb, beta,
+                    C, (int)ldc);
+    }
     free(pa);
     free(pb);
     return PR_OK;
