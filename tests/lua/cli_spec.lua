@@ -5,7 +5,7 @@
 local build = os.getenv("PRUNERT_BUILD_DIR") or "build"
 local exe = build .. "/bin/prunert"
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q = require("spec_util").q
 
 local function tmpfile(content)
     local path = os.tmpname()

@@ -2,19 +2,10 @@
 -- the screenshot is a PNG that is not a blank page, and the DOM Chromium built holds the
 -- tables, the inline SVG charts and the PNG mask images. CI installs chromium (.ci/setup);
 -- without it this spec fails and says so.
-local build = os.getenv("PRUNERT_BUILD_DIR") or "build"
-local source = os.getenv("PRUNERT_SOURCE_DIR") or "."
-local exe = build .. "/bin/prunert"
+local util = require "spec_util"
+local build, source, exe = util.build, util.source, util.exe
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function slurp(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
+local q, slurp = util.q, util.slurp
 
 local function sh(cmd)
     local p = io.popen(cmd)

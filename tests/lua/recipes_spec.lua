@@ -6,23 +6,14 @@
 local pr = require "prunert"
 local cli = require "prunert.cli"
 
-local build = os.getenv("PRUNERT_BUILD_DIR") or "build"
-local source = os.getenv("PRUNERT_SOURCE_DIR") or "."
-local exe = build .. "/bin/prunert"
+local util = require "spec_util"
+local build, source, exe = util.build, util.source, util.exe
 do
     local f = io.open(exe, "rb")
     if f then f:close() else exe = build .. "/prunert" end
 end
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function slurp(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
+local q, slurp = util.q, util.slurp
 
 local made = {} -- removed when the spec ends
 local function tmpdir()
