@@ -7,6 +7,7 @@
 #ifndef PR_KERNELS_H
 #define PR_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Geometry of a 2-D convolution or pooling over NCHW data. Pooling uses o = c, groups = c and
@@ -44,6 +45,21 @@ void pr_conv_depthwise_backward_input(const float *gy, float *dx, const float *w
 /* dw accumulate [o, 1, kh, kw] from x and gy. */
 void pr_conv_depthwise_backward_weight(const float *x, const float *gy, float *dw,
                                        const pr_conv_geom *g);
+
+/* Direct convolution for stride 1, one group and at most PR_CONV_DIRECT_MAX_K taps per output
+ * (c*kh*kw), where an im2col GEMM is too short in K to run well (a network's first layer).
+ * pr_conv_direct_ok tells whether these kernels apply to g on this CPU (they need AVX2+FMA).
+ * scratch holds pr_conv_direct_scratch(g, backward) floats, given by the caller (only the
+ * pages of pr_threads() slots are touched). */
+#define PR_CONV_DIRECT_MAX_K 96
+#define PR_CONV_DIRECT_BLOCK 8 /* samples per parallel item and per partial sum of dw */
+int pr_conv_direct_ok(const pr_conv_geom *g);
+size_t pr_conv_direct_scratch(const pr_conv_geom *g, int backward);
+void pr_conv_direct_forward(const float *x, float *y, const float *w, const float *b,
+                            float *scratch, const pr_conv_geom *g);
+/* dw [o, c, kh, kw] and db [o] overwritten (either may be NULL) from x and gy [n, o, ho, wo]. */
+void pr_conv_direct_backward_weight(const float *x, const float *gy, float *dw, float *db,
+                                    float *scratch, const pr_conv_geom *g);
 
 /* Max pooling; argmax[n, c, ho, wo] gets the flat index ih*w + iw of the winning input in its
  * plane (the first maximum on ties; a NaN wins so it propagates). argmax may be NULL when no

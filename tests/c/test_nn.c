@@ -161,6 +161,15 @@ static void test_conv2d_values(void)
         { 64, 16, 16, 16, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 },
         { 61, 16, 16, 16, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2, 1 },
         { 9, 16, 12, 12, 32, 3, 3, 1, 1, 1, 1, 1, 1, 16, 1 },
+        /* the direct kernels' shapes (stride 1, one group, c*kh*kw <= 96): LeNet-5's first
+         * conv with a batch that is no multiple of the block, channels no multiple of 4, rows
+         * of 30 (a 24-column tile then 6), narrow outputs, padding with dilation, 75 taps */
+        { 19, 1, 28, 28, 20, 5, 5, 1, 1, 0, 0, 1, 1, 1, 1 },
+        { 3, 1, 30, 34, 6, 5, 5, 1, 1, 2, 0, 1, 1, 1, 1 },
+        { 5, 2, 9, 6, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0 },
+        { 4, 3, 13, 13, 5, 3, 3, 1, 1, 2, 3, 2, 2, 1, 1 },
+        { 2, 3, 20, 21, 9, 5, 5, 1, 1, 2, 2, 1, 1, 1, 1 },
+        { 9, 2, 12, 40, 3, 3, 3, 1, 1, 0, 1, 1, 1, 1, 1 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_conv_case(&cases[i]);
@@ -182,6 +191,68 @@ static void test_conv2d_no_input_grad(void)
     pr_tensor_release(x);
     pr_tensor_release(w);
     pr_tensor_release(b);
+}
+
+/* Output and weight/bias gradients of conv2d (stride 1, no padding) with `threads` threads. */
+static void conv_run_threads(pr_tensor *x, pr_tensor *w, pr_tensor *b, pr_tensor *gy, int threads,
+                             pr_tensor **y, pr_tensor **gw, pr_tensor **gb)
+{
+    int before = pr_threads();
+    pr_set_threads(threads);
+    pr_tensor_release(w->grad);
+    pr_tensor_release(b->grad);
+    w->grad = b->grad = NULL;
+    *y = pr_conv2d(x, w, b, 1, 1, 0, 0, 1, 1, 1);
+    CHECK_MSG(*y && pr_backward(*y, gy) == PR_OK, "%s", pr_last_error());
+    *gw = w->grad;
+    *gb = b->grad;
+    w->grad = b->grad = NULL;
+    pr_set_threads(before);
+}
+
+static void test_conv2d_direct(void)
+{
+    /* LeNet-5's first conv takes the direct kernels wherever the CPU has AVX2 and FMA ... */
+    pr_conv_geom g = { .n = 37, .c = 1, .h = 28, .w = 28, .o = 20, .kh = 5, .kw = 5, .sh = 1,
+                       .sw = 1, .dh = 1, .dw = 1, .groups = 1 };
+    CHECK(pr_conv_geom_finish(&g) == 0);
+#if defined(__x86_64__) && defined(__GNUC__)
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    CHECK(pr_conv_direct_ok(&g) == avx2);
+#endif
+    g.sw = 2; /* ... but not a strided one, nor one with many taps */
+    CHECK(!pr_conv_direct_ok(&g));
+    g.sw = 1;
+    g.c = 4;
+    CHECK(!pr_conv_direct_ok(&g));
+
+    /* Its results do not depend on the thread count, bit for bit, and a non-contiguous input
+     * (a transposed view) that needs no gradient gives its copy's results. */
+    int64_t xs[4] = { 37, 1, 28, 28 }, ws[4] = { 20, 1, 5, 5 }, bs = 20, ys[4] = { 37, 20, 24, 24 };
+    pr_tensor *xv = randn(4, xs), *x = pr_tensor_transpose(xv, 2, 3);
+    pr_tensor *xc = x ? pr_tensor_clone(x) : NULL;
+    pr_tensor *w = leaf(4, ws), *b = leaf(1, &bs), *gy = randn(4, ys);
+    pr_tensor *y1, *w1, *b1, *y2, *w2, *b2, *y3, *w3, *b3;
+    conv_run_threads(x, w, b, gy, 1, &y1, &w1, &b1);
+    conv_run_threads(x, w, b, gy, 2, &y2, &w2, &b2);
+    conv_run_threads(xc, w, b, gy, 2, &y3, &w3, &b3);
+    CHECK(y1 && y2 && y3 && w1 && w2 && w3 && b1 && b2 && b3);
+    if (y1 && y2 && y3 && w1 && w2 && w3 && b1 && b2 && b3) {
+        CHECK(memcmp(pr_tensor_f32(y1), pr_tensor_f32(y2), sizeof(float) * 37 * 20 * 24 * 24) == 0);
+        CHECK(memcmp(pr_tensor_f32(w1), pr_tensor_f32(w2), sizeof(float) * 500) == 0);
+        CHECK(memcmp(pr_tensor_f32(b1), pr_tensor_f32(b2), sizeof(float) * 20) == 0);
+        CHECK(memcmp(pr_tensor_f32(y1), pr_tensor_f32(y3), sizeof(float) * 37 * 20 * 24 * 24) == 0);
+        CHECK(memcmp(pr_tensor_f32(w1), pr_tensor_f32(w3), sizeof(float) * 500) == 0);
+        /* the bias gradient is the sum of the output gradient over all but the channels */
+        double s = 0.0;
+        for (int64_t n = 0; n < 37; n++)
+            for (int64_t p = 0; p < 576; p++)
+                s += pr_tensor_f32(gy)[(n * 20 + 3) * 576 + p];
+        CHECK_NEAR(pr_tensor_f32(b1)[3], s, 1e-3);
+    }
+    pr_tensor *all[] = { y1, w1, b1, y2, w2, b2, y3, w3, b3, xv, x, xc, w, b, gy };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        pr_tensor_release(all[i]);
 }
 
 static void test_conv2d_strided_input(void)
@@ -843,6 +914,7 @@ int main(void)
     RUN(test_max_pool_2x2_kernel);
     RUN(test_conv2d_values);
     RUN(test_conv2d_no_input_grad);
+    RUN(test_conv2d_direct);
     RUN(test_conv2d_strided_input);
     RUN(test_conv2d_errors);
     RUN(test_pools);

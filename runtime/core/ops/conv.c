@@ -96,22 +96,28 @@ static int64_t conv_chunk(const pr_conv_geom *g)
 static _Thread_local float *scratch;
 static _Thread_local size_t scratch_cap;
 
-static float *conv_scratch(const pr_conv_geom *g, int64_t chunk, float **t)
+static float *scratch_get(size_t need)
 {
-    int64_t k = g->c / g->groups * g->kh * g->kw, cols = chunk * g->ho * g->wo;
-    size_t need = (size_t)((k + g->o) * cols);
     if (need > scratch_cap) {
         free(scratch);
         scratch_cap = 0;
         if (!(scratch = malloc(need * sizeof *scratch))) {
-            pr_error_code(PR_ENOMEM, "conv2d: out of memory for a %lld x %lld column buffer",
-                          (long long)(k + g->o), (long long)cols);
+            pr_error_code(PR_ENOMEM, "conv2d: out of memory for %zu bytes of scratch",
+                          need * sizeof *scratch);
             return NULL;
         }
         scratch_cap = need;
     }
-    *t = scratch + k * cols;
     return scratch;
+}
+
+static float *conv_scratch(const pr_conv_geom *g, int64_t chunk, float **t)
+{
+    int64_t k = g->c / g->groups * g->kh * g->kw, cols = chunk * g->ho * g->wo;
+    float *buf = scratch_get((size_t)((k + g->o) * cols));
+    if (buf)
+        *t = buf + k * cols;
+    return buf;
 }
 
 /* Keeps the scratch for the next call unless one huge sample made it outgrow the chunk budget. */
@@ -169,6 +175,11 @@ pr_tensor *pr_fwd_conv2d(pr_tensor *const *in, int nin, const pr_opargs *a, pr_t
     float *yd = pr_tensor_f32(y);
     if (is_depthwise(&g)) {
         pr_conv_depthwise_forward(x, yd, w, b, &g);
+    } else if (pr_conv_direct_ok(&g)) {
+        if (!(buf = scratch_get(pr_conv_direct_scratch(&g, 0))))
+            goto fail;
+        pr_conv_direct_forward(x, yd, w, b, buf, &g);
+        conv_scratch_done();
     } else {
         int64_t og = g.o / g.groups, k = g.c / g.groups * g.kh * g.kw, pl = g.ho * g.wo;
         int64_t chunk = conv_chunk(&g);
@@ -236,6 +247,18 @@ int pr_bwd_conv2d(const pr_node *n, pr_tensor *gout, pr_tensor **gin)
         if (need_w)
             pr_conv_depthwise_backward_weight(pr_tensor_f32(xc), gy, pr_tensor_f32(gw), &g);
     } else if (need_x || need_w || need_b) {
+        if ((need_w || need_b) && pr_conv_direct_ok(&g)) {
+            /* the direct kernels' weight gradient; the GEMM loop below does the input's */
+            if ((!xc && !(xc = pr_tensor_contiguous(n->in[0]))) ||
+                !(buf = scratch_get(pr_conv_direct_scratch(&g, 1))))
+                goto done;
+            pr_conv_direct_backward_weight(pr_tensor_f32(xc), gy,
+                                           need_w ? pr_tensor_f32(gw) : NULL,
+                                           need_b ? pr_tensor_f32(gb) : NULL, buf, &g);
+            need_w = need_b = 0;
+        }
+    }
+    if (!is_depthwise(&g) && (need_x || need_w || need_b)) {
         int64_t chunk = conv_chunk(&g);
         if (!(buf = conv_scratch(&g, chunk, &t)))
             goto done;
