@@ -30,15 +30,17 @@ void pr_conv_im2col(const float *x, float *cols, const pr_conv_geom *g, int64_t 
 void pr_conv_col2im(const float *cols, float *dx, const pr_conv_geom *g, int64_t grp, int64_t n0,
                     int64_t n1);
 /* The GEMM layout t [o, (n1-n0)*ho*wo] of samples [n0, n1) of a convolution's output to NCHW
- * y [n, o, ho, wo], adding bias b [o] (may be NULL); and NCHW gy to the GEMM layout t. */
+ * y [n, o, ho, wo], adding bias b [o] (may be NULL), then a ReLU when `relu` (a fused
+ * activation, inference only); and NCHW gy to the GEMM layout t. Every kernel's fused ReLU is
+ * x < 0 ? 0 : x, as pr_relu: NaN passes through. */
 void pr_conv_gemm_to_nchw(const float *t, float *y, const float *b, const pr_conv_geom *g,
-                          int64_t n0, int64_t n1);
+                          int64_t n0, int64_t n1, int relu);
 void pr_conv_nchw_to_gemm(const float *gy, float *t, const pr_conv_geom *g, int64_t n0, int64_t n1);
 
 /* Depthwise convolution (groups == c, o = m*c for a channel multiplier m) by direct loops,
  * which beat im2col+GEMM there: the GEMM would have one row per group. bias may be NULL. */
 void pr_conv_depthwise_forward(const float *x, float *y, const float *w, const float *b,
-                               const pr_conv_geom *g);
+                               const pr_conv_geom *g, int relu);
 /* dx accumulate from gy [n, o, ho, wo]. */
 void pr_conv_depthwise_backward_input(const float *gy, float *dx, const float *w,
                                       const pr_conv_geom *g);
@@ -56,7 +58,9 @@ void pr_conv_depthwise_backward_weight(const float *x, const float *gy, float *d
 int pr_conv_direct_ok(const pr_conv_geom *g);
 size_t pr_conv_direct_scratch(const pr_conv_geom *g, int backward);
 void pr_conv_direct_forward(const float *x, float *y, const float *w, const float *b,
-                            float *scratch, const pr_conv_geom *g);
+                            float *scratch, const pr_conv_geom *g, int relu);
+/* y[0..n) = y < 0 ? 0 : y in place, in parallel: the ReLU fused after a layer's own pass. */
+void pr_relu_inplace(float *y, int64_t n);
 /* dw [o, c, kh, kw] and db [o] overwritten (either may be NULL) from x and gy [n, o, ho, wo]. */
 void pr_conv_direct_backward_weight(const float *x, const float *gy, float *dw, float *db,
                                     float *scratch, const pr_conv_geom *g);

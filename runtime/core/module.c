@@ -199,13 +199,28 @@ pr_tensor *pr_module_forward(pr_module *m, pr_tensor *x)
         pr_error("%s: input is missing", m->vt->kind);
         return NULL;
     }
-    pr_tensor *y = m->exec && !pr_grad_enabled() ? m->exec->forward(m, m->exec, x)
+    pr_tensor *y = m->exec && !pr_grad_enabled() ? m->exec->forward(m, m->exec, x, 0)
                                                   : m->vt->forward(m, x);
     if (y && m->activity.on && accumulate_activity(m, y) < 0) {
         pr_tensor_release(y);
         return NULL;
     }
     return y;
+}
+
+int pr_module_fuses_relu(const pr_module *m, const pr_module *next)
+{
+    return !pr_grad_enabled() && next->vt == &pr_relu_vt && m->vt->forward_relu &&
+           !m->activity.on && !next->activity.on;
+}
+
+pr_tensor *pr_module_forward_relu(pr_module *m, pr_tensor *x)
+{
+    if (!x) {
+        pr_error("%s: input is missing", m->vt->kind);
+        return NULL;
+    }
+    return m->exec ? m->exec->forward(m, m->exec, x, 1) : m->vt->forward_relu(m, x);
 }
 
 void pr_module_train(pr_module *m, int on)

@@ -28,6 +28,9 @@ typedef struct pr_module_vt {
     pr_tensor *(*forward)(pr_module *m, pr_tensor *x);
     /* Allocates parameters/buffers for cfg[]/fcfg[] (already filled in) and initialises them. */
     int (*init)(pr_module *m);
+    /* Optional: the forward followed by a ReLU in the same pass over the output, for inference
+     * (called only with grad mode off). Sequential uses it for a layer followed by ReLU. */
+    pr_tensor *(*forward_relu)(pr_module *m, pr_tensor *x);
 } pr_module_vt;
 
 /* Activity statistics a module gathers on its output while stats collection is on (for the
@@ -45,8 +48,9 @@ typedef struct pr_activity {
  * would go stale) and is not cloned. `name` is what model files and reports record. */
 typedef struct pr_module_exec {
     const char *name;
-    /* Returns a new reference or NULL with a message. */
-    pr_tensor *(*forward)(pr_module *m, struct pr_module_exec *e, pr_tensor *x);
+    /* Returns a new reference or NULL with a message; `relu`: apply a ReLU to the output in
+     * the same pass (the layer is followed by one, see pr_module_vt.forward_relu). */
+    pr_tensor *(*forward)(pr_module *m, struct pr_module_exec *e, pr_tensor *x, int relu);
     void (*free)(struct pr_module_exec *e);   /* frees e and its state */
     void *state;
 } pr_module_exec;
@@ -83,6 +87,11 @@ void pr_module_release(pr_module *m);                     /* NULL-safe */
 int pr_module_add_child(pr_module *m, pr_module *child); /* takes a new reference to child */
 
 pr_tensor *pr_module_forward(pr_module *m, pr_tensor *x);
+/* Whether m followed by `next` runs as one fused pass: grad mode is off, next is a ReLU, m can
+ * fuse one (its forward_relu), and neither gathers activity statistics (which are taken on each
+ * module's own output). pr_module_forward_relu then runs m with the ReLU fused. */
+int pr_module_fuses_relu(const pr_module *m, const pr_module *next);
+pr_tensor *pr_module_forward_relu(pr_module *m, pr_tensor *x);
 void pr_module_train(pr_module *m, int on);              /* recursive */
 
 /* Parameter and buffer slots: pr_module_param_slot returns the address of the owned pointer so

@@ -1,6 +1,7 @@
 /* test_nn.c: the fused nn ops (conv2d, pools, batch_norm, losses, softmax, dropout) against
  * naive reference loops written here independently of the kernels: forward values, backward
  * (through pr_backward with a random output gradient) and error messages. */
+#include "autograd.h"
 #include "check.h"
 #include "kernels.h"
 #include "ops.h"
@@ -300,6 +301,22 @@ static void test_conv2d_errors(void)
     pr_tensor *ok = pr_conv2d(x, wbig, NULL, 1, 1, 1, 1, 1, 1, 1);
     CHECK(ok && ok->shape[2] == 2 && ok->shape[3] == 2);
     pr_tensor_release(ok);
+    /* The fused ReLU (i[7], for inference) refuses to be recorded: it has no backward. */
+    w2->requires_grad = 1;
+    pr_opargs fa = { .i = { 1, 1, 0, 0, 1, 1, 1, 1 }, .ni = 8 };
+    CHECK(pr_op_call(PR_OP_conv2d, (pr_tensor *[]){ x, w2 }, 2, &fa) == NULL);
+    CHECK_MSG(has(pr_last_error(), "fused ReLU is for inference"), "%s", pr_last_error());
+    int prev = pr_set_grad_enabled(0);
+    pr_tensor *fy = pr_op_call(PR_OP_conv2d, (pr_tensor *[]){ x, w2 }, 2, &fa);
+    pr_set_grad_enabled(prev);
+    CHECK(fy != NULL);
+    if (fy) {
+        double lo = 0.0;
+        for (int64_t i = 0; i < pr_tensor_numel(fy); i++)
+            lo = pr_tensor_f32(fy)[i] < lo ? pr_tensor_f32(fy)[i] : lo;
+        CHECK(lo == 0.0);
+    }
+    pr_tensor_release(fy);
     pr_tensor_release(x);
     pr_tensor_release(w);
     pr_tensor_release(b);

@@ -117,6 +117,77 @@ describe("layers", function()
     end)
 end)
 
+describe("a layer followed by ReLU under no_grad (one fused pass)", function()
+    before_each(function() pr.seed(2) end)
+
+    -- Every kind of conv path (direct: 1 channel 5x5; GEMM: 8 channels 5x5; depthwise) and a
+    -- Linear, each followed by a ReLU.
+    local function net()
+        return nn.Sequential(
+            nn.Conv2d(1, 8, 5, {padding = 1}), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 12, 5, {padding = 2}), nn.ReLU(),
+            nn.Conv2d(12, 12, 3, {groups = 12, padding = 1}), nn.ReLU(),
+            nn.Flatten(), nn.Linear(12 * 6 * 6, 30), nn.ReLU(), nn.Linear(30, 10), nn.ReLU())
+    end
+    -- The children one at a time: nothing fused.
+    local function one_by_one(m, x)
+        return pr.no_grad(function()
+            for _, c in ipairs(m:children()) do x = c(x) end
+            return x
+        end)
+    end
+    local function nan_count(t) return t:ne(t):float():sum():item() end
+
+    it("gives the unfused outputs bit for bit, NaN included, and the same under grad", function()
+        local m = net()
+        m:eval()
+        local x = pr.randn(5, 1, 14, 14)
+        local fused = pr.no_grad(function() return m(x) end)
+        assert.are.same({5, 10}, fused:shape())
+        assert.are.equal(0, max_abs_diff(fused, one_by_one(m, x)))
+        assert.is_true(fused:eq(0):float():sum():item() > 0) -- the last ReLU did cut
+        assert.are.equal(0, max_abs_diff(m(x):detach(), fused)) -- the recorded forward
+        -- a NaN pixel spreads through the fused layers as through the separate ones
+        local poke = pr.zeros(5 * 14 * 14)
+        poke:set(100, 0 / 0)
+        local xn = x + poke:view(5, 1, 14, 14)
+        local a, b = pr.no_grad(function() return m(xn) end), one_by_one(m, xn)
+        assert.is_true(nan_count(a) > 0)
+        assert.are.equal(nan_count(b), nan_count(a))
+        assert.are.same(b:ne(b):totable(), a:ne(a):totable())
+    end)
+
+    it("runs sparse execution plans with the ReLU fused", function()
+        local m = net()
+        m:eval()
+        local x = pr.randn(3, 1, 14, 14)
+        for _, i in ipairs({1, 4, 9}) do
+            local l = m:children()[i]
+            local w = l:own_params()[1][2]
+            w:set_mask(pr.rand(table.unpack(w:shape())):ge(0.6):float())
+        end
+        local want = one_by_one(m, x)
+        m:children()[1]:set_exec("direct")
+        m:children()[4]:set_exec("csr")
+        m:children()[9]:set_exec("csr")
+        assert.is_true(max_abs_diff(pr.no_grad(function() return m(x) end), want) <= 1e-5)
+    end)
+
+    it("leaves the layers apart while a ReLU or the layer gathers activity", function()
+        local m = net()
+        m:eval()
+        local x = pr.randn(4, 1, 14, 14)
+        local relu = m:children()[2]
+        relu:collect_activity(true)
+        pr.no_grad(function() return m(x) end)
+        local _, zeros, count = relu:activity()
+        local out = one_by_one(nn.Sequential(m:children()[1], nn.ReLU()), x)
+        assert.are.equal(4 * 12 * 12, count)
+        assert.are.equal(out:eq(0):float():sum():item(), zeros:float():sum():item())
+        relu:collect_activity(false)
+    end)
+end)
+
 describe("state", function()
     it("state_dict round-trips into a fresh model, and clone is deep", function()
         pr.seed(2)

@@ -96,7 +96,7 @@ size_t pr_conv_direct_scratch(const pr_conv_geom *g, int backward)
 #define FWD_TILE(OB, NV)                                                                          \
     AVX2_INLINE void fwd_##OB##_##NV(const float *xr, const int64_t *off, int64_t ne,            \
                                      const float *w, int64_t k, const float *bias, float *out,   \
-                                     int64_t os)                                                  \
+                                     int64_t os, int relu)                                        \
     {                                                                                             \
         __m256 acc[OB][NV];                                                                       \
         for (int i = 0; i < OB; i++)                                                              \
@@ -113,6 +113,10 @@ size_t pr_conv_direct_scratch(const pr_conv_geom *g, int backward)
                     acc[i][v] = _mm256_fmadd_ps(wv, xv[v], acc[i][v]);                            \
             }                                                                                     \
         }                                                                                         \
+        if (relu) /* max(0, x) keeps a NaN x, as pr_relu does */                                  \
+            for (int i = 0; i < OB; i++)                                                          \
+                for (int v = 0; v < NV; v++)                                                      \
+                    acc[i][v] = _mm256_max_ps(_mm256_setzero_ps(), acc[i][v]);                    \
         for (int i = 0; i < OB; i++)                                                              \
             for (int v = 0; v < NV; v++)                                                          \
                 _mm256_storeu_ps(out + i * os + 8 * v, acc[i][v]);                                \
@@ -127,7 +131,7 @@ FWD_TILE(1, 3)
 /* Rows of channels [o0, o0+ob) of one padded sample into the tile out [ob][ho][tw]. */
 AVX2 static void fwd_channels(const float *xs, const int64_t *off, const float *w,
                               const float *bias, float *out, const pr_conv_geom *g,
-                              const direct_geom *d, int64_t ob)
+                              const direct_geom *d, int64_t ob, int relu)
 {
     int64_t os = g->ho * d->tw;
     for (int64_t oh = 0; oh < g->ho; oh++)
@@ -137,19 +141,19 @@ AVX2 static void fwd_channels(const float *xs, const int64_t *off, const float *
             float *o = out + oh * d->tw + c0;
             if (ob == 4) {
                 if (nv >= 3)
-                    fwd_4_3(xr, off, d->k, w, d->k, bias, o, os);
+                    fwd_4_3(xr, off, d->k, w, d->k, bias, o, os, relu);
                 else if (nv == 2)
-                    fwd_4_2(xr, off, d->k, w, d->k, bias, o, os);
+                    fwd_4_2(xr, off, d->k, w, d->k, bias, o, os, relu);
                 else
-                    fwd_4_1(xr, off, d->k, w, d->k, bias, o, os);
+                    fwd_4_1(xr, off, d->k, w, d->k, bias, o, os, relu);
             } else {
                 for (int64_t i = 0; i < ob; i++) {
                     if (nv >= 3)
-                        fwd_1_3(xr, off, d->k, w + i * d->k, d->k, bias + i, o + i * os, os);
+                        fwd_1_3(xr, off, d->k, w + i * d->k, d->k, bias + i, o + i * os, os, relu);
                     else if (nv == 2)
-                        fwd_1_2(xr, off, d->k, w + i * d->k, d->k, bias + i, o + i * os, os);
+                        fwd_1_2(xr, off, d->k, w + i * d->k, d->k, bias + i, o + i * os, os, relu);
                     else
-                        fwd_1_1(xr, off, d->k, w + i * d->k, d->k, bias + i, o + i * os, os);
+                        fwd_1_1(xr, off, d->k, w + i * d->k, d->k, bias + i, o + i * os, os, relu);
                 }
             }
         }
@@ -241,6 +245,7 @@ typedef struct direct_job {
     int64_t off[PR_CONV_DIRECT_MAX_K];
     const float *x, *w, *b, *gy;
     float *y;
+    int relu;        /* forward: the fused ReLU */
     float *slots;    /* d.nb slots of d.slot floats; a call uses the slot of its first block */
     double *partial; /* backward: d.nb blocks of [o*k dw, o db] */
 } direct_job;
@@ -259,7 +264,8 @@ static void fwd_blocks(void *ctx, int64_t b0, int64_t b1)
         direct_pad(j->x, xs, g, d, s);
         for (int64_t o0 = 0; o0 < g->o; o0 += 4) {
             int64_t ob = g->o - o0 < 4 ? g->o - o0 : 4;
-            fwd_channels(xs, j->off, j->w + o0 * d->k, j->b ? j->b + o0 : zero, out, g, d, ob);
+            fwd_channels(xs, j->off, j->w + o0 * d->k, j->b ? j->b + o0 : zero, out, g, d, ob,
+                         j->relu);
             for (int64_t i = 0; i < ob; i++) {
                 float *yp = j->y + (s * g->o + o0 + i) * pl;
                 for (int64_t oh = 0; oh < g->ho; oh++)
@@ -302,16 +308,16 @@ static void wgt_blocks(void *ctx, int64_t b0, int64_t b1)
 #endif /* DIRECT_X86 */
 
 void pr_conv_direct_forward(const float *x, float *y, const float *w, const float *b,
-                            float *scratch, const pr_conv_geom *g)
+                            float *scratch, const pr_conv_geom *g, int relu)
 {
 #ifdef DIRECT_X86
-    direct_job j = { .g = g, .x = x, .w = w, .b = b, .y = y, .slots = scratch };
+    direct_job j = { .g = g, .x = x, .w = w, .b = b, .y = y, .relu = relu, .slots = scratch };
     direct_layout(g, &j.d);
     direct_offsets(g, &j.d, j.off);
     int64_t cost = PR_CONV_DIRECT_BLOCK * g->o * j.d.k * g->ho * g->wo;
     pr_parallel_for(j.d.nb, cost, fwd_blocks, &j);
 #else
-    (void)x, (void)y, (void)w, (void)b, (void)scratch, (void)g;
+    (void)x, (void)y, (void)w, (void)b, (void)scratch, (void)g, (void)relu;
 #endif
 }
 

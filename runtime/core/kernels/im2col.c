@@ -98,6 +98,7 @@ typedef struct {
     const float *w, *b;
     const pr_conv_geom *g;
     int64_t grp, n0, n1;
+    int relu; /* the forward's fused ReLU */
 } conv_job;
 
 /* rows [r0, r1) of cols: row r is (ci, ki, kj) */
@@ -153,7 +154,7 @@ static void im2col_rows(void *ctx, int64_t r0, int64_t r1)
 void pr_conv_im2col(const float *x, float *cols, const pr_conv_geom *g, int64_t grp, int64_t n0,
                     int64_t n1)
 {
-    conv_job j = { x, cols, NULL, NULL, g, grp, n0, n1 };
+    conv_job j = { x, cols, NULL, NULL, g, grp, n0, n1, 0 };
     pr_parallel_for(g->c / g->groups * g->kh * g->kw, (n1 - n0) * g->ho * g->wo, im2col_rows,
                     &j);
 }
@@ -207,7 +208,7 @@ static void col2im_items(void *ctx, int64_t f0, int64_t f1)
 void pr_conv_col2im(const float *cols, float *dx, const pr_conv_geom *g, int64_t grp, int64_t n0,
                     int64_t n1)
 {
-    conv_job j = { cols, dx, NULL, NULL, g, grp, n0, n1 };
+    conv_job j = { cols, dx, NULL, NULL, g, grp, n0, n1, 0 };
     pr_parallel_for(g->c / g->groups * (n1 - n0), g->kh * g->kw * g->ho * g->wo, col2im_items,
                     &j);
 }
@@ -222,15 +223,21 @@ static void gemm_to_nchw(void *ctx, int64_t i0, int64_t i1)
             const float *s = j->in + k * np + i * pl;
             float *d = j->out + ((j->n0 + i) * o + k) * pl;
             float bv = j->b ? j->b[k] : 0.0f;
-            for (int64_t i = 0; i < pl; i++)
-                d[i] = s[i] + bv;
+            if (j->relu)
+                for (int64_t i = 0; i < pl; i++) {
+                    float v = s[i] + bv;
+                    d[i] = v < 0.0f ? 0.0f : v;
+                }
+            else
+                for (int64_t i = 0; i < pl; i++)
+                    d[i] = s[i] + bv;
         }
 }
 
 void pr_conv_gemm_to_nchw(const float *t, float *y, const float *b, const pr_conv_geom *g,
-                          int64_t n0, int64_t n1)
+                          int64_t n0, int64_t n1, int relu)
 {
-    conv_job j = { t, y, NULL, b, g, 0, n0, n1 };
+    conv_job j = { t, y, NULL, b, g, 0, n0, n1, relu };
     pr_parallel_for(n1 - n0, g->o * g->ho * g->wo, gemm_to_nchw, &j);
 }
 
@@ -246,7 +253,7 @@ static void nchw_to_gemm(void *ctx, int64_t i0, int64_t i1)
 
 void pr_conv_nchw_to_gemm(const float *gy, float *t, const pr_conv_geom *g, int64_t n0, int64_t n1)
 {
-    conv_job j = { gy, t, NULL, NULL, g, 0, n0, n1 };
+    conv_job j = { gy, t, NULL, NULL, g, 0, n0, n1, 0 };
     pr_parallel_for(n1 - n0, g->o * g->ho * g->wo, nchw_to_gemm, &j);
 }
 
@@ -288,13 +295,16 @@ static void depthwise_forward(void *ctx, int64_t p0, int64_t p1)
                 }
             }
         }
+        if (j->relu) /* while the plane is in cache */
+            for (int64_t i = 0; i < pl; i++)
+                out[i] = out[i] < 0.0f ? 0.0f : out[i];
     }
 }
 
 void pr_conv_depthwise_forward(const float *x, float *y, const float *w, const float *b,
-                               const pr_conv_geom *g)
+                               const pr_conv_geom *g, int relu)
 {
-    conv_job j = { x, y, w, b, g, 0, 0, g->n };
+    conv_job j = { x, y, w, b, g, 0, 0, g->n, relu };
     pr_parallel_for(g->n * g->o, g->kh * g->kw * g->ho * g->wo, depthwise_forward, &j);
 }
 
@@ -334,7 +344,7 @@ static void depthwise_backward_input(void *ctx, int64_t p0, int64_t p1)
 void pr_conv_depthwise_backward_input(const float *gy, float *dx, const float *w,
                                       const pr_conv_geom *g)
 {
-    conv_job j = { gy, dx, w, NULL, g, 0, 0, g->n };
+    conv_job j = { gy, dx, w, NULL, g, 0, 0, g->n, 0 };
     pr_parallel_for(g->n * g->c, g->o / g->c * g->kh * g->kw * g->ho * g->wo,
                     depthwise_backward_input, &j);
 }
@@ -375,7 +385,7 @@ static void depthwise_backward_weight(void *ctx, int64_t o0, int64_t o1)
 void pr_conv_depthwise_backward_weight(const float *x, const float *gy, float *dw,
                                        const pr_conv_geom *g)
 {
-    conv_job j = { x, dw, NULL, gy, g, 0, 0, g->n };
+    conv_job j = { x, dw, NULL, gy, g, 0, 0, g->n, 0 };
     pr_parallel_for(g->o, g->n * g->kh * g->kw * g->ho * g->wo, depthwise_backward_weight,
                     &j);
 }

@@ -54,7 +54,8 @@ static int linear_init(pr_module *m)
     return PR_OK;
 }
 
-static pr_tensor *linear_forward(pr_module *m, pr_tensor *x)
+/* relu: the fused activation (inference, see pr_module_vt.forward_relu) */
+static pr_tensor *linear_run(pr_module *m, pr_tensor *x, int relu)
 {
     pr_tensor *w = m->params[0];
     int64_t in = w->shape[1];
@@ -64,10 +65,23 @@ static pr_tensor *linear_forward(pr_module *m, pr_tensor *x)
                  (long long)w->shape[0], (long long)in, describe_shape(x, b, sizeof b));
         return NULL;
     }
-    return pr_linear(x, w, m->nparams > 1 ? m->params[1] : NULL);
+    pr_opargs a = {.i = {relu}, .ni = 1};
+    pr_tensor *in_[3] = {x, w, m->nparams > 1 ? m->params[1] : NULL};
+    return pr_op_call(PR_OP_linear, in_, m->nparams > 1 ? 3 : 2, &a);
 }
 
-const pr_module_vt pr_linear_vt = {"Linear", linear_cfg, NULL, linear_forward, linear_init};
+static pr_tensor *linear_forward(pr_module *m, pr_tensor *x)
+{
+    return linear_run(m, x, 0);
+}
+
+static pr_tensor *linear_forward_relu(pr_module *m, pr_tensor *x)
+{
+    return linear_run(m, x, 1);
+}
+
+const pr_module_vt pr_linear_vt = {"Linear", linear_cfg, NULL, linear_forward, linear_init,
+                                   linear_forward_relu};
 
 /* ---- Conv2d: cfg in, out, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, bias ---- */
 static const char *const conv_cfg[] = {"in", "out", "kh", "kw", "stride_h", "stride_w", "pad_h",
@@ -103,7 +117,7 @@ static int conv_init(pr_module *m)
     return PR_OK;
 }
 
-static pr_tensor *conv_forward(pr_module *m, pr_tensor *x)
+static pr_tensor *conv_run(pr_module *m, pr_tensor *x, int relu)
 {
     pr_tensor *w = m->params[0];
     int64_t cin = w->shape[1] * m->cfg[10];
@@ -114,14 +128,19 @@ static pr_tensor *conv_forward(pr_module *m, pr_tensor *x)
                  (long long)w->shape[3], (long long)cin, describe_shape(x, b, sizeof b));
         return NULL;
     }
-    pr_opargs a = {.ni = 7};
+    pr_opargs a = {.ni = 8};
     for (int i = 0; i < 7; i++)
         a.i[i] = m->cfg[4 + i];
+    a.i[7] = relu;
     pr_tensor *in[3] = {x, w, m->nparams > 1 ? m->params[1] : NULL};
     return pr_op_call(PR_OP_conv2d, in, m->nparams > 1 ? 3 : 2, &a);
 }
 
-const pr_module_vt pr_conv2d_vt = {"Conv2d", conv_cfg, NULL, conv_forward, conv_init};
+static pr_tensor *conv_forward(pr_module *m, pr_tensor *x) { return conv_run(m, x, 0); }
+static pr_tensor *conv_forward_relu(pr_module *m, pr_tensor *x) { return conv_run(m, x, 1); }
+
+const pr_module_vt pr_conv2d_vt = {"Conv2d", conv_cfg, NULL, conv_forward, conv_init,
+                                   conv_forward_relu};
 
 /* ---- BatchNorm1d / BatchNorm2d: cfg features; fcfg eps, momentum ---- */
 static const char *const bn_cfg[] = {"features", NULL};
@@ -162,8 +181,8 @@ static pr_tensor *bn_forward(pr_module *m, pr_tensor *x)
     return pr_op_call(PR_OP_batch_norm, in, 3, &a);
 }
 
-const pr_module_vt pr_batchnorm1d_vt = {"BatchNorm1d", bn_cfg, bn_fcfg, bn_forward, bn_init};
-const pr_module_vt pr_batchnorm2d_vt = {"BatchNorm2d", bn_cfg, bn_fcfg, bn_forward, bn_init};
+const pr_module_vt pr_batchnorm1d_vt = {"BatchNorm1d", bn_cfg, bn_fcfg, bn_forward, bn_init, NULL};
+const pr_module_vt pr_batchnorm2d_vt = {"BatchNorm2d", bn_cfg, bn_fcfg, bn_forward, bn_init, NULL};
 
 /* ---- activations ---- */
 static pr_tensor *relu_forward(pr_module *m, pr_tensor *x) { return pr_relu(x); }
@@ -207,13 +226,13 @@ static pr_tensor *logsoftmax_forward(pr_module *m, pr_tensor *x)
     return check_dim(m, x) < 0 ? NULL : pr_log_softmax(x, (int)m->cfg[0]);
 }
 
-const pr_module_vt pr_relu_vt = {"ReLU", NULL, NULL, relu_forward, NULL};
-const pr_module_vt pr_leakyrelu_vt = {"LeakyReLU", NULL, slope_fcfg, leaky_forward, leaky_init};
-const pr_module_vt pr_sigmoid_vt = {"Sigmoid", NULL, NULL, sigmoid_forward, NULL};
-const pr_module_vt pr_tanh_vt = {"Tanh", NULL, NULL, tanh_forward, NULL};
-const pr_module_vt pr_softmax_vt = {"Softmax", dim_cfg, NULL, softmax_forward, dim_init};
-const pr_module_vt pr_logsoftmax_vt = {"LogSoftmax", dim_cfg, NULL, logsoftmax_forward, dim_init};
-const pr_module_vt pr_identity_vt = {"Identity", NULL, NULL, identity_forward, NULL};
+const pr_module_vt pr_relu_vt = {"ReLU", NULL, NULL, relu_forward, NULL, NULL};
+const pr_module_vt pr_leakyrelu_vt = {"LeakyReLU", NULL, slope_fcfg, leaky_forward, leaky_init, NULL};
+const pr_module_vt pr_sigmoid_vt = {"Sigmoid", NULL, NULL, sigmoid_forward, NULL, NULL};
+const pr_module_vt pr_tanh_vt = {"Tanh", NULL, NULL, tanh_forward, NULL, NULL};
+const pr_module_vt pr_softmax_vt = {"Softmax", dim_cfg, NULL, softmax_forward, dim_init, NULL};
+const pr_module_vt pr_logsoftmax_vt = {"LogSoftmax", dim_cfg, NULL, logsoftmax_forward, dim_init, NULL};
+const pr_module_vt pr_identity_vt = {"Identity", NULL, NULL, identity_forward, NULL, NULL};
 
 /* ---- Dropout: fcfg p ---- */
 static const char *const p_fcfg[] = {"p", NULL};
@@ -233,7 +252,7 @@ static pr_tensor *dropout_forward(pr_module *m, pr_tensor *x)
     a.f[0] = m->fcfg[0];
     return pr_op_call(PR_OP_dropout, &x, 1, &a);
 }
-const pr_module_vt pr_dropout_vt = {"Dropout", NULL, p_fcfg, dropout_forward, dropout_init};
+const pr_module_vt pr_dropout_vt = {"Dropout", NULL, p_fcfg, dropout_forward, dropout_init, NULL};
 
 /* ---- Flatten: cfg start_dim (0-based, default 1) ---- */
 static const char *const flatten_cfg[] = {"start_dim", NULL};
@@ -254,7 +273,7 @@ static pr_tensor *flatten_forward(pr_module *m, pr_tensor *x)
         shape[s] *= x->shape[d];
     return pr_reshape(x, s + 1, shape);
 }
-const pr_module_vt pr_flatten_vt = {"Flatten", flatten_cfg, NULL, flatten_forward, dim_init};
+const pr_module_vt pr_flatten_vt = {"Flatten", flatten_cfg, NULL, flatten_forward, dim_init, NULL};
 
 /* ---- pooling: cfg kh, kw, stride_h, stride_w, pad_h, pad_w (stride defaults to kernel) ---- */
 static const char *const pool_cfg[] = {"kh", "kw", "stride_h", "stride_w", "pad_h", "pad_w", NULL};
@@ -296,6 +315,6 @@ static pr_tensor *gap_forward(pr_module *m, pr_tensor *x)
     a.i[1] = a.i[3] = x->shape[3];
     return pr_op_call(PR_OP_avg_pool2d, &x, 1, &a);
 }
-const pr_module_vt pr_maxpool2d_vt = {"MaxPool2d", pool_cfg, NULL, pool_forward, pool_init};
-const pr_module_vt pr_avgpool2d_vt = {"AvgPool2d", pool_cfg, NULL, pool_forward, pool_init};
-const pr_module_vt pr_globalavgpool2d_vt = {"GlobalAvgPool2d", NULL, NULL, gap_forward, NULL};
+const pr_module_vt pr_maxpool2d_vt = {"MaxPool2d", pool_cfg, NULL, pool_forward, pool_init, NULL};
+const pr_module_vt pr_avgpool2d_vt = {"AvgPool2d", pool_cfg, NULL, pool_forward, pool_init, NULL};
+const pr_module_vt pr_globalavgpool2d_vt = {"GlobalAvgPool2d", NULL, NULL, gap_forward, NULL, NULL};

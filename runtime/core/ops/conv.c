@@ -163,6 +163,12 @@ pr_tensor *pr_fwd_conv2d(pr_tensor *const *in, int nin, const pr_opargs *a, pr_t
     pr_conv_geom g;
     if (conv_geom(in, nin, a, &g) < 0)
         return NULL;
+    int relu = a->ni > 7 && a->i[7];
+    if (relu && saved) {
+        pr_error("conv2d: the fused ReLU is for inference: it records no gradient, and an input "
+                 "requires grad while grad mode is on");
+        return NULL;
+    }
     int64_t yshape[4] = { g.n, g.o, g.ho, g.wo };
     pr_tensor *xc = pr_tensor_contiguous(in[0]);
     pr_tensor *wc = pr_tensor_contiguous(in[1]);
@@ -174,11 +180,11 @@ pr_tensor *pr_fwd_conv2d(pr_tensor *const *in, int nin, const pr_opargs *a, pr_t
     const float *x = pr_tensor_f32(xc), *w = pr_tensor_f32(wc), *b = bc ? pr_tensor_f32(bc) : NULL;
     float *yd = pr_tensor_f32(y);
     if (is_depthwise(&g)) {
-        pr_conv_depthwise_forward(x, yd, w, b, &g);
+        pr_conv_depthwise_forward(x, yd, w, b, &g, relu);
     } else if (pr_conv_direct_ok(&g)) {
         if (!(buf = scratch_get(pr_conv_direct_scratch(&g, 0))))
             goto fail;
-        pr_conv_direct_forward(x, yd, w, b, buf, &g);
+        pr_conv_direct_forward(x, yd, w, b, buf, &g, relu);
         conv_scratch_done();
     } else {
         int64_t og = g.o / g.groups, k = g.c / g.groups * g.kh * g.kw, pl = g.ho * g.wo;
@@ -193,7 +199,7 @@ pr_tensor *pr_fwd_conv2d(pr_tensor *const *in, int nin, const pr_opargs *a, pr_t
                             1.0f, w + grp * og * k, (int)k, buf, (int)np, 0.0f, t + grp * og * np,
                             (int)np);
             }
-            pr_conv_gemm_to_nchw(t, yd, b, &g, n0, n1);
+            pr_conv_gemm_to_nchw(t, yd, b, &g, n0, n1, relu);
         }
         conv_scratch_done();
     }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels.h"
 #include "ops.h"
 
 /* A logical rows x cols matrix at p with element strides rs (between rows), cs (columns). */
@@ -401,6 +402,12 @@ pr_tensor *pr_fwd_linear(pr_tensor *const *in, int nin, const pr_opargs *a, pr_t
 {
     if (linear_check(in, nin) < 0)
         return NULL;
+    int relu = a->ni > 0 && a->i[0];
+    if (relu && saved) {
+        pr_error("linear: the fused ReLU is for inference: it records no gradient, and an input "
+                 "requires grad while grad mode is on");
+        return NULL;
+    }
     pr_tensor *x = in[0], *w = in[1], *b = nin == 3 ? in[2] : NULL, *hold = NULL;
     int64_t nout = w->shape[0], shape[PR_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
@@ -429,6 +436,8 @@ pr_tensor *pr_fwd_linear(pr_tensor *const *in, int nin, const pr_opargs *a, pr_t
         pr_tensor_release(out);
         return NULL;
     }
+    if (relu)
+        pr_relu_inplace(C, X.rows * nout);
     return out;
 }
 

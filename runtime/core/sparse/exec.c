@@ -90,7 +90,7 @@ int pr_sparse_exec_supported(const pr_module *m)
 
 /* ---- Linear ---- */
 
-static pr_tensor *linear_run(pr_module *m, pr_module_exec *e, pr_tensor *x)
+static pr_tensor *linear_run(pr_module *m, pr_module_exec *e, pr_tensor *x, int relu)
 {
     const plan_state *st = &((plan *)e)->st;
     int64_t in = st->w->cols, out = st->w->rows;
@@ -112,6 +112,8 @@ static pr_tensor *linear_run(pr_module *m, pr_module_exec *e, pr_tensor *x)
         return NULL;
     }
     pr_tensor_release(xc);
+    if (relu)
+        pr_relu_inplace(pr_tensor_f32(y), shape[0] * out);
     return y;
 }
 
@@ -172,7 +174,7 @@ static int conv_geometry(const pr_module *m, const pr_module_exec *e, const pr_t
     return PR_OK;
 }
 
-static pr_tensor *conv_run(pr_module *m, pr_module_exec *e, pr_tensor *x)
+static pr_tensor *conv_run(pr_module *m, pr_module_exec *e, pr_tensor *x, int relu)
 {
     const plan_state *st = &((plan *)e)->st;
     pr_conv_geom g;
@@ -219,7 +221,7 @@ static pr_tensor *conv_run(pr_module *m, pr_module_exec *e, pr_tensor *x)
             pr_tensor_release(y);
             return NULL;
         }
-        pr_conv_gemm_to_nchw(t, yd, st->bias, &g, n0, n1);
+        pr_conv_gemm_to_nchw(t, yd, st->bias, &g, n0, n1, relu);
     }
     pr_tensor_release(xc);
     return y;
@@ -237,6 +239,7 @@ typedef struct direct_job {
     int64_t hp, wps;        /* padded sample: rows, row stride (width + padding + slack) */
     int64_t tw;             /* row stride of the output scratch: Wo rounded up to 8 */
     int vector;             /* the AVX2 path applies */
+    int relu;               /* the fused ReLU */
     atomic_int failed;
 } direct_job;
 
@@ -354,8 +357,14 @@ static void direct_samples(void *ctx, int64_t n0, int64_t n1)
 #endif
                 plane_generic(j, xs, o, bias, out);
             float *yp = j->y + (n * g->o + o) * pl;
-            for (int64_t oh = 0; oh < g->ho; oh++)
-                memcpy(yp + oh * g->wo, out + oh * j->tw, (size_t)g->wo * sizeof *yp);
+            for (int64_t oh = 0; oh < g->ho; oh++) {
+                const float *r = out + oh * j->tw;
+                if (j->relu)
+                    for (int64_t ow = 0; ow < g->wo; ow++)
+                        yp[oh * g->wo + ow] = r[ow] < 0.0f ? 0.0f : r[ow];
+                else
+                    memcpy(yp + oh * g->wo, r, (size_t)g->wo * sizeof *yp);
+            }
         }
     }
     free(xs);
@@ -373,7 +382,7 @@ static int cpu_has_avx2(void)
 #endif
 }
 
-static pr_tensor *direct_run(pr_module *m, pr_module_exec *e, pr_tensor *x)
+static pr_tensor *direct_run(pr_module *m, pr_module_exec *e, pr_tensor *x, int relu)
 {
     plan *p = (plan *)e;
     pr_conv_geom g;
@@ -391,6 +400,7 @@ static pr_tensor *direct_run(pr_module *m, pr_module_exec *e, pr_tensor *x)
     j.wps = g.w + 2 * g.pw + 8;
     j.tw = (g.wo + 7) / 8 * 8;
     j.vector = g.sw == 1 && cpu_has_avx2();
+    j.relu = relu;
     atomic_init(&j.failed, 0);
     int64_t *off = malloc((size_t)(nnz ? nnz : 1) * sizeof *off);
     pr_tensor *xc = off ? pr_tensor_contiguous(x) : NULL;
