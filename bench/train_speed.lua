@@ -98,12 +98,14 @@ if opts.torch then
 end
 
 print(string.format("prunert %s, %d threads, medians of %d runs", pr.version or "?", pr.threads(), opts.runs))
-print(string.format("%-34s %10s %10s %12s", "what", "seconds", "target", "torch ratio"))
+print(string.format("%-34s %10s %10s %10s %12s", "what", "seconds", "target", "torch", "torch ratio"))
 for _, r in ipairs(rows) do
-    local ratio = torch[r[4]] and string.format("%.1fx faster", torch[r[4]] / r[2]) or "-"
-    print(string.format("%-34s %10.3f %10.2f %12s", r[1], r[2], r[3], ratio))
+    local t = torch[r[4]]
+    print(string.format("%-34s %10.3f %10.2f %10s %12s", r[1], r[2], r[3],
+        t and string.format("%.3f", t) or "-", t and string.format("%.1fx faster", t / r[2]) or "-"))
 end
-print(string.format("%-34s %10.1f %10d %12s", "peak memory training LeNet-5 (MB)", train_mem, 150, "-"))
-print(string.format("%-34s %10.1f %10s %12s", "peak memory, whole run (MB)", mem, "-",
+print(string.format("%-34s %10.1f %10d %10s %12s", "peak memory training LeNet-5 (MB)", train_mem, 150, "-", "-"))
+print(string.format("%-34s %10.1f %10s %10s %12s", "peak memory, whole run (MB)", mem, "-",
+    torch.peak_mb and string.format("%.1f", torch.peak_mb) or "-",
     torch.peak_mb and string.format("%.1fx less", torch.peak_mb / mem) or "-"))
 print(string.format("LeNet-5 test accuracy after one epoch: %.2f%%", 100 * acc))
