@@ -8,6 +8,7 @@
 #include "autograd.h"
 #include "kernels.h"
 #include "ops.h"
+#include "scratch.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -89,27 +90,8 @@ static int64_t conv_chunk(const pr_conv_geom *g)
 }
 
 /* Scratch for one chunk: cols (or dcols) [k, chunk*pl] then the GEMM-layout output
- * [o, chunk*pl]. The buffer is kept per thread and reused: glibc serves a same-sized request
- * above its mmap threshold with a fresh mmap every time, and faulting 4 MB of new pages in
- * costs more than the im2col that fills them. Owned by this file; valid until the next call on
- * the same thread (conv2d never nests). */
-static _Thread_local float *scratch;
-static _Thread_local size_t scratch_cap;
-
-static float *scratch_get(size_t need)
-{
-    if (need > scratch_cap) {
-        free(scratch);
-        scratch_cap = 0;
-        if (!(scratch = malloc(need * sizeof *scratch))) {
-            pr_error_code(PR_ENOMEM, "conv2d: out of memory for %zu bytes of scratch",
-                          need * sizeof *scratch);
-            return NULL;
-        }
-        scratch_cap = need;
-    }
-    return scratch;
-}
+ * [o, chunk*pl], in this thread's PR_SCRATCH_CONV buffer (scratch.h; conv2d never nests). */
+static float *scratch_get(size_t need) { return pr_scratch(PR_SCRATCH_CONV, need, "conv2d"); }
 
 static float *conv_scratch(const pr_conv_geom *g, int64_t chunk, float **t)
 {
@@ -121,14 +103,7 @@ static float *conv_scratch(const pr_conv_geom *g, int64_t chunk, float **t)
 }
 
 /* Keeps the scratch for the next call unless one huge sample made it outgrow the chunk budget. */
-static void conv_scratch_done(void)
-{
-    if (scratch_cap * sizeof *scratch > 2 * (size_t)PR_CONV_CHUNK_BYTES) {
-        free(scratch);
-        scratch = NULL;
-        scratch_cap = 0;
-    }
-}
+static void conv_scratch_done(void) { pr_scratch_trim(PR_SCRATCH_CONV, 2 * (size_t)PR_CONV_CHUNK_BYTES); }
 
 /* db[o] += the sum of row o of t [o, np]: rows split over threads. */
 typedef struct {

@@ -30,6 +30,7 @@
 
 #include "../kernels.h"
 #include "sparse.h"
+#include "../scratch.h"
 
 typedef struct plan_state {
     pr_sparse *w;        /* owned: the packed masked weight [out, in] or [O, C*kh*kw] */
@@ -121,27 +122,9 @@ static pr_tensor *linear_run(pr_module *m, pr_module_exec *e, pr_tensor *x, int 
 
 #define EXEC_CONV_CHUNK_BYTES (2 << 20)
 
-/* Scratch for one slice: columns [k, chunk*pl] then the output [o, chunk*pl]. Kept per thread
- * and reused, as ops/conv.c does, because a fresh multi-megabyte malloc is a fresh mmap whose
- * page faults cost more than the im2col. Owned by this file; valid until the next call on the
- * same thread (a plan's forward never nests). */
-static _Thread_local float *scratch;
-static _Thread_local size_t scratch_cap;
-
-static float *get_scratch(size_t need)
-{
-    if (need > scratch_cap) {
-        free(scratch);
-        scratch_cap = 0;
-        scratch = malloc(need * sizeof *scratch);
-        if (!scratch) {
-            pr_error_code(PR_ENOMEM, "Conv2d sparse plan: out of memory for %zu floats of scratch", need);
-            return NULL;
-        }
-        scratch_cap = need;
-    }
-    return scratch;
-}
+/* Scratch for one slice: columns [k, chunk*pl] then the output [o, chunk*pl], in this
+ * thread's PR_SCRATCH_PLAN buffer (scratch.h; a plan's forward never nests). */
+static float *get_scratch(size_t need) { return pr_scratch(PR_SCRATCH_PLAN, need, "Conv2d sparse plan"); }
 
 /* The layer's geometry for input x, after checking x: what both conv plans start from.
  * Returns PR_OK, or a negative status with a message naming the layer, the plan and x. */
