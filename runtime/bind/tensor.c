@@ -1338,6 +1338,7 @@ static int tensor_set(lua_State *L)
     if (bad)
         luaL_argerror(L, top, bad);
     write_elem(L, top, t->dtype, elem_ptr(t, idx));
+    pr_tensor_written(t);
     lua_settop(L, 1);
     return 1;
 }

@@ -193,12 +193,26 @@ static int accumulate_activity(pr_module *m, pr_tensor *y)
     return PR_OK;
 }
 
+void pr_param_ensure_masked(pr_tensor *param)
+{
+    if (param && param->mask && (param->storage->version != param->masked_at ||
+                                 param->mask->storage->version != param->mask_at))
+        pr_param_apply_mask(param);
+}
+
+static void ensure_masked(pr_module *m)
+{
+    for (int i = 0; i < m->nparams; i++)
+        pr_param_ensure_masked(m->params[i]);
+}
+
 pr_tensor *pr_module_forward(pr_module *m, pr_tensor *x)
 {
     if (!x) {
         pr_error("%s: input is missing", m->vt->kind);
         return NULL;
     }
+    ensure_masked(m);
     pr_tensor *y = m->exec && !pr_grad_enabled() ? m->exec->forward(m, m->exec, x, 0)
                                                   : m->vt->forward(m, x);
     if (y && m->activity.on && accumulate_activity(m, y) < 0) {
@@ -220,6 +234,7 @@ pr_tensor *pr_module_forward_relu(pr_module *m, pr_tensor *x)
         pr_error("%s: input is missing", m->vt->kind);
         return NULL;
     }
+    ensure_masked(m);
     return m->exec ? m->exec->forward(m, m->exec, x, 1) : m->vt->forward_relu(m, x);
 }
 
@@ -341,10 +356,13 @@ void pr_param_apply_mask(pr_tensor *param)
 {
     if (!param->mask || param->dtype != PR_FLOAT32 || !pr_tensor_is_contiguous(param))
         return;
+    pr_tensor_written(param);
     float *w = pr_tensor_f32(param);
     const float *k = pr_tensor_f32(param->mask);
     for (int64_t i = 0, n = pr_tensor_numel(param); i < n; i++)
         w[i] *= k[i];
+    param->masked_at = param->storage->version;
+    param->mask_at = param->mask->storage->version;
     if (param->grad && param->grad->dtype == PR_FLOAT32 && pr_tensor_is_contiguous(param->grad)) {
         float *g = pr_tensor_f32(param->grad);
         for (int64_t i = 0, n = pr_tensor_numel(param); i < n; i++)

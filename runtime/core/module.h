@@ -112,6 +112,10 @@ pr_module *pr_module_clone(pr_module *m);
 /* Mask helpers: set (a 0/1 float32 tensor of the parameter's shape, referenced) and apply. */
 int pr_param_set_mask(pr_tensor *param, pr_tensor *mask /* NULL clears */);
 void pr_param_apply_mask(pr_tensor *param); /* param *= mask, no-op without a mask */
+/* Applies the mask again if param or its mask was written since it was last applied: every
+ * module's forward calls it on its parameters, so a masked weight is zero in forward whatever
+ * was written into it (PyTorch computes weight_orig * mask on each forward to the same end). */
+void pr_param_ensure_masked(pr_tensor *param);
 
 /* Installs an execution plan (taking ownership; NULL removes the current one). */
 void pr_module_set_exec(pr_module *m, pr_module_exec *e);

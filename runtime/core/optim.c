@@ -74,10 +74,21 @@ static void sgd_update(float *w, const float *g, float *b, const float *mask, in
 #undef SGD
 }
 
+/* The step applied p's mask as it wrote: the next forward need not apply it again
+ * (pr_param_ensure_masked). */
+static void stepped(pr_tensor *p)
+{
+    if (p->mask) {
+        p->masked_at = p->storage->version;
+        p->mask_at = p->mask->storage->version;
+    }
+}
+
 int pr_sgd_step(pr_tensor *p, pr_tensor *buf, const pr_sgd_opts *o, int first)
 {
     if (!p->grad)
         return PR_OK;
+    pr_tensor_written(p);
     if (o->momentum != 0.0 && !buf)
         return pr_error("sgd: momentum needs a buffer");
     int rc = check_param("sgd", p, o->momentum != 0.0 ? buf : NULL, "momentum buffer");
@@ -89,6 +100,7 @@ int pr_sgd_step(pr_tensor *p, pr_tensor *buf, const pr_sgd_opts *o, int first)
     float *b = o->momentum != 0.0 ? pr_tensor_f32(buf) : NULL;
     const float *mask = p->mask ? pr_tensor_f32(p->mask) : NULL;
     sgd_update(pr_tensor_f32(p), pr_tensor_f32(gt), b, mask, pr_tensor_numel(p), o, first);
+    stepped(p);
     pr_tensor_release(gt);
     return PR_OK;
 }
@@ -97,6 +109,7 @@ int pr_adam_step(pr_tensor *p, pr_tensor *m, pr_tensor *v, int64_t step, const p
 {
     if (!p->grad)
         return PR_OK;
+    pr_tensor_written(p);
     int rc = check_param("adam", p, m, "first moment");
     if (rc == PR_OK)
         rc = check_param("adam", p, v, "second moment");
@@ -131,6 +144,7 @@ int pr_adam_step(pr_tensor *p, pr_tensor *m, pr_tensor *v, int64_t step, const p
             vv[i] *= mask[i];
         }
     }
+    stepped(p);
     pr_tensor_release(gt);
     return PR_OK;
 }

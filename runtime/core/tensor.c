@@ -405,6 +405,7 @@ int pr_tensor_set_flat(pr_tensor *t, int64_t i, double v)
     int64_t n = pr_tensor_numel(t);
     if (i < 0 || i >= n)
         return pr_error("set_flat: index %lld out of range for %lld elements", (long long)i, (long long)n);
+    pr_tensor_written(t);
     pr_elem_set(pr_tensor_data(t), t->dtype, flat_offset(t, i), v);
     return PR_OK;
 }
@@ -816,6 +817,7 @@ int pr_tensor_copy_(pr_tensor *dst, pr_tensor *src)
     int64_t sst[PR_MAX_DIMS];
     if (pr_broadcast_strides("copy_", src, dst->ndim, dst->shape, sst) < 0)
         return PR_EINVAL;
+    pr_tensor_written(dst);
     int64_t n = pr_tensor_numel(dst);
     if (n == 0)
         return PR_OK;
@@ -870,6 +872,7 @@ int pr_tensor_copy_(pr_tensor *dst, pr_tensor *src)
 
 int pr_tensor_fill_(pr_tensor *t, double v)
 {
+    pr_tensor_written(t);
     int64_t n = pr_tensor_numel(t);
     if (n == 0)
         return PR_OK;

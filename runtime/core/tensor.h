@@ -30,6 +30,10 @@ typedef struct pr_storage {
     void (*release)(void *data, void *ctx);
     void *release_ctx;
     size_t capacity;   /* bytes actually allocated (>= nbytes) for memory the core owns */
+    /* Bumped by every in-place write through the core (copy_, fill_, set, add_, mul_, scale_,
+     * mask application, optimizer steps): what a packed copy of the data (an execution plan)
+     * checks to know it is stale. Code writing through a data pointer calls pr_tensor_written. */
+    uint64_t version;
 } pr_storage;
 
 struct pr_node; /* autograd.h */
@@ -47,8 +51,12 @@ typedef struct pr_tensor {
     int requires_grad;
     struct pr_tensor *grad;
     struct pr_node *grad_fn;
-    /* Optional mask (same shape, float32 0/1, owned) for parameters; see autograd/modules. */
+    /* Optional mask (same shape, float32 0/1, owned) for parameters; see autograd/modules.
+     * masked_at / mask_at: the versions of this tensor's and the mask's storages right after
+     * the mask was last applied, so a module's forward can tell that a write since (copy_,
+     * set, through a view...) may have put values back under the mask (module.c). */
     struct pr_tensor *mask;
+    uint64_t masked_at, mask_at;
 } pr_tensor;
 
 size_t pr_dtype_size(pr_dtype dt);
@@ -111,6 +119,12 @@ pr_tensor *pr_tensor_expand(pr_tensor *t, int ndim, const int64_t *shape); /* st
 pr_tensor *pr_tensor_contiguous(pr_tensor *t);  /* retains t itself when already contiguous */
 pr_tensor *pr_tensor_clone(pr_tensor *t);       /* always a fresh contiguous copy */
 pr_tensor *pr_tensor_to(pr_tensor *t, pr_dtype dt); /* converting copy (float->int truncates) */
+/* Marks t's storage as written in place (see pr_storage.version). */
+static inline void pr_tensor_written(pr_tensor *t)
+{
+    if (t && t->storage)
+        t->storage->version++;
+}
 int pr_tensor_copy_(pr_tensor *dst, pr_tensor *src); /* src broadcast to dst's shape, any dtypes */
 int pr_tensor_fill_(pr_tensor *t, double v);
 

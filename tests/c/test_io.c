@@ -18,10 +18,10 @@ static char tmpdir[64];
 
 static const char *tmp(const char *name)
 {
-    static char buf[8][256];
+    static char buf[8][sizeof tmpdir + 256];
     static int k;
     char *b = buf[k++ % 8];
-    snprintf(b, 256, "%s/%s", tmpdir, name);
+    snprintf(b, sizeof buf[0], "%s/%s", tmpdir, name);
     return b;
 }
 

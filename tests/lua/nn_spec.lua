@@ -231,6 +231,37 @@ describe("state", function()
 end)
 
 describe("masks", function()
+    it("keep a masked weight zero in forward whatever is written into it afterwards", function()
+        pr.seed(4)
+        local l = nn.Conv2d(2, 3, 3)
+        local w, b = l:own_params()[1][2], l:own_params()[2][2]
+        local keep = pr.rand(3, 2, 3, 3):ge(0.5):float()
+        w:set_mask(keep)
+        local x = pr.randn(2, 2, 6, 6)
+        local writes = {
+            function() w:copy_(pr.ones(3, 2, 3, 3)) end,            -- the whole tensor
+            function() w:narrow(1, 2, 1):fill_(5) end,              -- through a view
+            function() w:set(1, 1, 1, 1, 9) end,                    -- one element
+            function() w:add_(pr.full({3, 2, 3, 3}, 0.25)) end,
+        }
+        for i, write in ipairs(writes) do
+            pr.no_grad(write)
+            local y = l(x)                                           -- recorded: grad mode on
+            assert.are.equal(0, (w * (1 - keep)):abs():sum():item(), "write " .. i)
+            -- the output is the masked weight's: the same conv with the masked values spelled out
+            local want = pr.no_grad(function()
+                local c = nn.Conv2d(2, 3, 3)
+                c:own_params()[1][2]:copy_(w * keep)
+                c:own_params()[2][2]:copy_(b)
+                return c(x)
+            end)
+            assert.is_true(max_abs_diff(y:detach(), want) <= 1e-5, "write " .. i)
+            y:sum():backward()
+            assert.are.equal(0, (w:grad() * (1 - keep)):abs():sum():item(), "write " .. i)
+            l:zero_grad()
+        end
+    end)
+
     it("keep masked weights at zero in forward, gradient and state_dict", function()
         local l = nn.Linear(3, 2)
         local w = l:own_params()[1][2]

@@ -67,6 +67,41 @@ describe("execution plans", function()
         end
     end)
 
+    it("packs again after the weights are edited in place, so it never runs an old layer", function()
+        pr.seed(5)
+        local l = nn.Linear(40, 12)
+        sparsify(weight(l), 0.8)
+        l:eval()
+        local x = pr.randn(6, 40)
+        local function dense_out()
+            local plan = l:exec()
+            l:set_exec("dense")
+            local y = run(l, x)
+            l:set_exec(plan)
+            return y
+        end
+        l:set_exec("csr")
+        local before = run(l, x)
+        local edits = {
+            function() weight(l):mul_(2) end,
+            function() l:own_params()[2][2]:fill_(0) end,
+            function() -- one kept element, through set
+                local m, j = weight(l):mask(), 1
+                while m:get(1, j) == 0 do j = j + 1 end
+                weight(l):set(1, j, 7.5)
+            end,
+            function() weight(l):copy_(weight(l) * -0.5) end,
+        }
+        for i, edit in ipairs(edits) do
+            pr.no_grad(edit)
+            local y = run(l, x)
+            assert.are.equal("csr", l:exec())
+            assert.is_true(maxdiff(y, dense_out()) <= 1e-5, "edit " .. i)
+            assert.is_true(maxdiff(y, before) > 1e-3, "edit " .. i .. " changed the output")
+            before = y
+        end
+    end)
+
     it("Conv2d gives the dense output for every format, with stride, padding and dilation", function()
         pr.seed(4)
         local cases = {

@@ -635,6 +635,7 @@ static int inplace_binary(const char *op, pr_tensor *a, pr_tensor *b, double alp
     int rc = check_inplace(op, a);
     if (rc < 0)
         return rc;
+    pr_tensor_written(a);
     /* b overlapping a in another layout would be read after being written: copy it first. */
     pr_tensor *tmp = NULL;
     if (b->storage == a->storage && !(b->offset == a->offset && pr_tensor_same_shape(a, b) &&
@@ -681,6 +682,7 @@ int pr_scale_(pr_tensor *a, double s)
     int rc = check_inplace("scale_", a);
     if (rc < 0)
         return rc;
+    pr_tensor_written(a);
     pr_iter it;
     if ((rc = pr_iter_init(&it, "scale_", a->ndim, a->shape, 1, (const pr_tensor *[]){ a })) < 0)
         return rc;

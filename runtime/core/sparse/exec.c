@@ -35,11 +35,10 @@
 typedef struct plan_state {
     pr_sparse *w;        /* owned: the packed masked weight [out, in] or [O, C*kh*kw] */
     float *bias;         /* owned copy [out], or NULL */
-    /* Owned references to the parameters the plan was packed from: a forward refuses to run
-     * when the module's parameters were replaced since (m:replace, compaction), because the
-     * packed copy would silently be the old layer. Values edited in place cannot be seen
-     * cheaply; exec.h says to make the plan again after that. */
-    pr_tensor *w_src, *b_src;
+    /* Owned references to what the plan was packed from, and their storages' versions then:
+     * plan_refresh packs again when any was replaced or written in place since. */
+    pr_tensor *w_src, *b_src, *mask_src;
+    uint64_t w_ver, b_ver, mask_ver;
 } plan_state;
 
 typedef struct plan {
@@ -66,6 +65,7 @@ static void plan_free(pr_module_exec *e)
     free(p->st.bias);
     pr_tensor_release(p->st.w_src);
     pr_tensor_release(p->st.b_src);
+    pr_tensor_release(p->st.mask_src);
     free(p);
 }
 
@@ -74,13 +74,37 @@ static int is_kind(const pr_module *m, const char *kind)
     return m && m->vt && strcmp(m->vt->kind, kind) == 0;
 }
 
-static int check_fresh(const pr_module *m, const pr_module_exec *e)
+static uint64_t version_of(const pr_tensor *t) { return t && t->storage ? t->storage->version : 0; }
+
+/* Whether p still packs m's current weight, bias and mask, values included. */
+static int plan_current(const pr_module *m, const plan *p)
 {
-    const plan_state *st = &((const plan *)e)->st;
-    if (m->nparams < 1 || m->params[0] != st->w_src ||
-        (m->nparams > 1 ? m->params[1] : NULL) != st->b_src)
-        return pr_error("%s [%s plan]: the layer's parameters were replaced after the plan was "
-                        "made; call set_exec again", m->vt->kind, e->name);
+    const plan_state *st = &p->st;
+    const pr_tensor *w = m->nparams > 0 ? m->params[0] : NULL, *b = m->nparams > 1 ? m->params[1] : NULL;
+    return w == st->w_src && b == st->b_src && w && w->mask == st->mask_src &&
+           version_of(w) == st->w_ver && version_of(b) == st->b_ver &&
+           version_of(w->mask) == st->mask_ver;
+}
+
+/* A plan is a packed snapshot of the layer's masked weight and bias. Before each run it packs
+ * them again if they changed since: replaced (m:replace, load_state_dict, compaction), written
+ * in place (copy_, fill_, set, an optimizer step: pr_storage.version) or masked differently,
+ * so a plan never runs an old layer. The new packing takes the old one's place in the same
+ * struct, which the module keeps pointing at. */
+static int plan_refresh(pr_module *m, pr_module_exec *e)
+{
+    plan *p = (plan *)e;
+    if (plan_current(m, p))
+        return PR_OK;
+    pr_module_exec *ne = pr_sparse_exec_new(m, e->name);
+    if (!ne)
+        return PR_EINVAL;
+    plan *np = (plan *)ne, old = *p;
+    *p = *np;
+    *np = old;
+    p->exec.state = &p->st;
+    np->exec.state = &np->st;
+    plan_free(ne); /* the old packing */
     return PR_OK;
 }
 
@@ -93,6 +117,8 @@ int pr_sparse_exec_supported(const pr_module *m)
 
 static pr_tensor *linear_run(pr_module *m, pr_module_exec *e, pr_tensor *x, int relu)
 {
+    if (plan_refresh(m, e) < 0)
+        return NULL;
     const plan_state *st = &((plan *)e)->st;
     int64_t in = st->w->cols, out = st->w->rows;
     if (x->ndim != 2 || x->shape[1] != in || x->dtype != PR_FLOAT32) {
@@ -102,8 +128,6 @@ static pr_tensor *linear_run(pr_module *m, pr_module_exec *e, pr_tensor *x, int 
                  pr_tensor_shape_str(x, b, sizeof b));
         return NULL;
     }
-    if (check_fresh(m, e) < 0)
-        return NULL;
     pr_tensor *xc = pr_tensor_contiguous(x);
     int64_t shape[2] = {x->shape[0], out};
     pr_tensor *y = xc ? pr_tensor_empty(PR_FLOAT32, 2, shape) : NULL;
@@ -161,11 +185,9 @@ static pr_tensor *conv_run(pr_module *m, pr_module_exec *e, pr_tensor *x, int re
 {
     const plan_state *st = &((plan *)e)->st;
     pr_conv_geom g;
-    if (conv_geometry(m, e, x, &g) < 0)
+    if (plan_refresh(m, e) < 0 || conv_geometry(m, e, x, &g) < 0)
         return NULL;
     int64_t k = g.c * g.kh * g.kw, pl = g.ho * g.wo;
-    if (check_fresh(m, e) < 0)
-        return NULL;
     if (k != st->w->cols || g.o != st->w->rows) {
         pr_error("Conv2d [%s plan]: the packed weight [%lld,%lld] does not match the layer "
                  "(%lld x %lld); make the plan again", e->name, (long long)st->w->rows,
@@ -369,7 +391,7 @@ static pr_tensor *direct_run(pr_module *m, pr_module_exec *e, pr_tensor *x, int 
 {
     plan *p = (plan *)e;
     pr_conv_geom g;
-    if (conv_geometry(m, e, x, &g) < 0 || check_fresh(m, e) < 0)
+    if (plan_refresh(m, e) < 0 || conv_geometry(m, e, x, &g) < 0)
         return NULL;
     int64_t yshape[4] = {g.n, g.o, g.ho, g.wo};
     pr_tensor *y = pr_tensor_empty(PR_FLOAT32, 4, yshape);
@@ -527,8 +549,14 @@ pr_module_exec *pr_sparse_exec_new(pr_module *m, const char *name)
     }
     p->st.w_src = w;
     pr_tensor_retain(w);
+    p->st.w_ver = version_of(w);
+    p->st.mask_src = w->mask;
+    if (w->mask)
+        pr_tensor_retain(w->mask);
+    p->st.mask_ver = version_of(w->mask);
     pr_tensor *b = m->nparams > 1 ? m->params[1] : NULL;
     p->st.b_src = b;
+    p->st.b_ver = version_of(b);
     if (b)
         pr_tensor_retain(b);
     if (b) {

@@ -3,9 +3,10 @@
  * A plan packs the layer's masked weight into one of sparse.h's formats and runs forward with
  * pr_sparse_linear (Linear) or im2col + pr_sparse_matmul_dense (Conv2d, groups == 1). It is a
  * snapshot: module.c uses it only while grad mode is off and drops it when the module goes
- * back to training, so the packed copy cannot go stale under an optimizer. A forward refuses
- * to run when the layer's weight or bias tensor was replaced since; after editing their
- * values in place in eval mode (copy_, load_state_dict), install the plan again.
+ * back to training. Before each run it packs the layer again if its weight, bias or mask was
+ * replaced (load_state_dict, compaction) or written in place (copy_, fill_, set, an optimizer
+ * step in eval mode: pr_storage.version) since, so it never runs an old layer. A C host that
+ * writes a weight through its data pointer calls pr_tensor_written on it.
  *
  * Plan names: "dense" (no plan: the layer's own forward), "csr", "bsr1x4", "bsr4x1", "nm2:4"
  * (sparse.h's formats), and "direct" for Conv2d: a sparse direct convolution without im2col
