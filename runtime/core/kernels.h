@@ -69,8 +69,11 @@ void pr_conv_direct_backward_weight(const float *x, const float *gy, float *dw, 
  * plane (the first maximum on ties; a NaN wins so it propagates). argmax may be NULL when no
  * backward will need it (evaluation). Every window must overlap the input (padding at most
  * half the kernel guarantees it). */
-void pr_pool_max_forward(const float *x, float *y, int64_t *argmax, const pr_conv_geom *g);
-/* dx overwritten: zero except that each gy element is added at its argmax. */
+void pr_pool_max_forward(const float *x, float *y, int64_t *argmax, const pr_conv_geom *g,
+                         int relu);
+/* With `relu`, the pooling of relu(x) (max commutes with it): y < 0 ? 0 : y, and argmax -1
+ * where !(y > 0), since a ReLU passes no gradient there (NaN included). */
+/* dx overwritten: zero except that each gy element is added at its argmax (none at -1). */
 void pr_pool_max_backward(const float *gy, float *dx, const int64_t *argmax, const pr_conv_geom *g);
 /* Average pooling counting padding in the divisor (PyTorch's count_include_pad=True). */
 void pr_pool_avg_forward(const float *x, float *y, const pr_conv_geom *g);

@@ -228,6 +228,12 @@ int pr_module_fuses_relu(const pr_module *m, const pr_module *next)
            !m->activity.on && !next->activity.on;
 }
 
+int pr_module_relu_fuses_into(const pr_module *relu, const pr_module *next)
+{
+    return relu->vt == &pr_relu_vt && next->vt->forward_after_relu && !next->exec &&
+           !relu->activity.on && !next->activity.on;
+}
+
 pr_tensor *pr_module_forward_relu(pr_module *m, pr_tensor *x)
 {
     if (!x) {

@@ -31,6 +31,10 @@ typedef struct pr_module_vt {
     /* Optional: the forward followed by a ReLU in the same pass over the output, for inference
      * (called only with grad mode off). Sequential uses it for a layer followed by ReLU. */
     pr_tensor *(*forward_relu)(pr_module *m, pr_tensor *x);
+    /* Optional: a ReLU then this module's forward, as one recorded op (MaxPool2d: max commutes
+     * with ReLU, so the ReLU runs on the pooled output and its gradient rides on the pool's).
+     * Sequential uses it for a ReLU followed by this module, in training too. */
+    pr_tensor *(*forward_after_relu)(pr_module *m, pr_tensor *x);
 } pr_module_vt;
 
 /* Activity statistics a module gathers on its output while stats collection is on (for the
@@ -92,6 +96,9 @@ pr_tensor *pr_module_forward(pr_module *m, pr_tensor *x);
  * module's own output). pr_module_forward_relu then runs m with the ReLU fused. */
 int pr_module_fuses_relu(const pr_module *m, const pr_module *next);
 pr_tensor *pr_module_forward_relu(pr_module *m, pr_tensor *x);
+/* Whether a ReLU `relu` followed by `next` runs as next's forward_after_relu: neither gathers
+ * activity statistics; grad mode may be on. */
+int pr_module_relu_fuses_into(const pr_module *relu, const pr_module *next);
 void pr_module_train(pr_module *m, int on);              /* recursive */
 
 /* Parameter and buffer slots: pr_module_param_slot returns the address of the owned pointer so

@@ -791,8 +791,8 @@ static void test_max_pool_2x2_kernel(void)
             /* few distinct values: many ties; some NaNs and signed zeros */
             x[i] = u < 0.05 ? NAN : u < 0.1 ? -0.0f : u < 0.15 ? 0.0f : (float)(int)(u * 6) - 2.0f;
         }
-        pr_pool_max_forward(x, y, am, &g);
-        pr_pool_max_forward(x, y2, NULL, &g);
+        pr_pool_max_forward(x, y, am, &g, 0);
+        pr_pool_max_forward(x, y2, NULL, &g, 0);
         int ok = 1;
         for (int64_t p = 0; p < g.n * g.c; p++)
             for (int64_t oh = 0; oh < g.ho; oh++)

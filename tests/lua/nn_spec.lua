@@ -157,6 +157,23 @@ describe("a layer followed by ReLU under no_grad (one fused pass)", function()
         assert.are.same(b:ne(b):totable(), a:ne(a):totable())
     end)
 
+    it("pools relu(x) in one op while training: same outputs and gradients as apart", function()
+        local m = net()
+        local x = pr.randn(4, 1, 14, 14)
+        local y = m(x)                                        -- grad mode on: ReLU+MaxPool fused
+        local kids = m:children()
+        local z = x
+        for i, c in ipairs(kids) do z = c(z) end              -- one by one, nothing fused
+        assert.are.equal(0, max_abs_diff(y:detach(), z:detach()))
+        local w = kids[1]:own_params()[1][2]
+        y:sum():backward()
+        local g1 = w:grad():clone()
+        m:zero_grad()
+        z:sum():backward()
+        assert.are.equal(0, max_abs_diff(g1, w:grad()))
+        assert.is_true(g1:abs():sum():item() > 0)
+    end)
+
     it("runs sparse execution plans with the ReLU fused", function()
         local m = net()
         m:eval()

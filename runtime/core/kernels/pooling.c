@@ -11,6 +11,7 @@ typedef struct {
     float *out;
     int64_t *argmax;
     const pr_conv_geom *g;
+    int relu; /* max forward: the pooling of relu(x) */
 } pool_job;
 
 /* best/bi become v/i when v is strictly greater, by masks instead of a branch: with random
@@ -195,10 +196,25 @@ static void max_forward(void *ctx, int64_t p0, int64_t p1)
     }
 }
 
-void pr_pool_max_forward(const float *x, float *y, int64_t *argmax, const pr_conv_geom *g)
+/* max_forward, then the ReLU on the planes just pooled (a quarter of the input for 2x2). */
+static void max_forward_relu(void *ctx, int64_t p0, int64_t p1)
 {
-    pool_job j = { x, y, argmax, g };
-    pr_parallel_for(g->n * g->c, g->h * g->w, max_forward, &j);
+    const pool_job *j = ctx;
+    max_forward(ctx, p0, p1);
+    int64_t pl = j->g->ho * j->g->wo;
+    float *y = j->out;
+    for (int64_t i = p0 * pl; i < p1 * pl; i++) {
+        if (j->argmax && !(y[i] > 0.0f))
+            j->argmax[i] = -1;
+        y[i] = y[i] < 0.0f ? 0.0f : y[i];
+    }
+}
+
+void pr_pool_max_forward(const float *x, float *y, int64_t *argmax, const pr_conv_geom *g,
+                         int relu)
+{
+    pool_job j = { x, y, argmax, g, relu };
+    pr_parallel_for(g->n * g->c, g->h * g->w, relu ? max_forward_relu : max_forward, &j);
 }
 
 static void max_backward(void *ctx, int64_t p0, int64_t p1)
@@ -216,7 +232,8 @@ static void max_backward(void *ctx, int64_t p0, int64_t p1)
          * separate single-threaded pass over the whole gradient before */
         memset(d, 0, (size_t)hw * sizeof *d);
         for (int64_t i = 0; i < pl; i++)
-            d[am[i]] += s[i];
+            if (am[i] >= 0) /* -1: a fused ReLU cut it */
+                d[am[i]] += s[i];
     }
 }
 
@@ -233,7 +250,7 @@ static float avg_divisor(const pr_conv_geom *g, int64_t h0, int64_t w0)
 
 void pr_pool_max_backward(const float *gy, float *dx, const int64_t *argmax, const pr_conv_geom *g)
 {
-    pool_job j = { gy, dx, (int64_t *)argmax, g };
+    pool_job j = { gy, dx, (int64_t *)argmax, g, 0 };
     pr_parallel_for(g->n * g->c, g->h * g->w, max_backward, &j);
 }
 
@@ -265,7 +282,7 @@ static void avg_forward(void *ctx, int64_t p0, int64_t p1)
 
 void pr_pool_avg_forward(const float *x, float *y, const pr_conv_geom *g)
 {
-    pool_job j = { x, y, NULL, g };
+    pool_job j = { x, y, NULL, g, 0 };
     pr_parallel_for(g->n * g->c, g->h * g->w, avg_forward, &j);
 }
 
@@ -296,6 +313,6 @@ static void avg_backward(void *ctx, int64_t p0, int64_t p1)
 
 void pr_pool_avg_backward(const float *gy, float *dx, const pr_conv_geom *g)
 {
-    pool_job j = { gy, dx, NULL, g };
+    pool_job j = { gy, dx, NULL, g, 0 };
     pr_parallel_for(g->n * g->c, g->h * g->w, avg_backward, &j);
 }

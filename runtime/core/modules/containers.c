@@ -4,16 +4,21 @@
 #include "../module.h"
 #include "../ops.h"
 
-/* A layer followed by a ReLU runs as one pass when pr_module_fuses_relu says so (inference):
- * LeNet-5's activations are written and read once instead of twice. */
+/* A layer followed by a ReLU runs as one pass when pr_module_fuses_relu says so (inference),
+ * and a ReLU followed by max pooling as the pooling of relu(x) when pr_module_relu_fuses_into
+ * says so (training too): LeNet-5's activations are written and read once instead of twice. */
 static pr_tensor *sequential_forward(pr_module *m, pr_tensor *x)
 {
     pr_tensor_retain(x);
     for (int i = 0; i < m->nchildren && x; i++) {
         pr_module *c = m->children[i];
         pr_tensor *y;
-        if (i + 1 < m->nchildren && pr_module_fuses_relu(c, m->children[i + 1])) {
+        pr_module *next = i + 1 < m->nchildren ? m->children[i + 1] : NULL;
+        if (next && pr_module_fuses_relu(c, next)) {
             y = pr_module_forward_relu(c, x);
+            i++;
+        } else if (next && pr_module_relu_fuses_into(c, next)) {
+            y = next->vt->forward_after_relu(next, x);
             i++;
         } else {
             y = pr_module_forward(c, x);
@@ -90,6 +95,6 @@ done:
     return y;
 }
 
-const pr_module_vt pr_sequential_vt = {"Sequential", NULL, NULL, sequential_forward, NULL, NULL};
-const pr_module_vt pr_residual_vt = {"Residual", residual_cfg, NULL, residual_forward, NULL, NULL};
-const pr_module_vt pr_concat_vt = {"Concat", concat_cfg, NULL, concat_forward, concat_init, NULL};
+const pr_module_vt pr_sequential_vt = {"Sequential", NULL, NULL, sequential_forward, NULL, NULL, NULL};
+const pr_module_vt pr_residual_vt = {"Residual", residual_cfg, NULL, residual_forward, NULL, NULL, NULL};
+const pr_module_vt pr_concat_vt = {"Concat", concat_cfg, NULL, concat_forward, concat_init, NULL, NULL};

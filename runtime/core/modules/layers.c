@@ -81,7 +81,7 @@ static pr_tensor *linear_forward_relu(pr_module *m, pr_tensor *x)
 }
 
 const pr_module_vt pr_linear_vt = {"Linear", linear_cfg, NULL, linear_forward, linear_init,
-                                   linear_forward_relu};
+                                   linear_forward_relu, NULL};
 
 /* ---- Conv2d: cfg in, out, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, bias ---- */
 static const char *const conv_cfg[] = {"in", "out", "kh", "kw", "stride_h", "stride_w", "pad_h",
@@ -140,7 +140,7 @@ static pr_tensor *conv_forward(pr_module *m, pr_tensor *x) { return conv_run(m, 
 static pr_tensor *conv_forward_relu(pr_module *m, pr_tensor *x) { return conv_run(m, x, 1); }
 
 const pr_module_vt pr_conv2d_vt = {"Conv2d", conv_cfg, NULL, conv_forward, conv_init,
-                                   conv_forward_relu};
+                                   conv_forward_relu, NULL};
 
 /* ---- BatchNorm1d / BatchNorm2d: cfg features; fcfg eps, momentum ---- */
 static const char *const bn_cfg[] = {"features", NULL};
@@ -181,8 +181,8 @@ static pr_tensor *bn_forward(pr_module *m, pr_tensor *x)
     return pr_op_call(PR_OP_batch_norm, in, 3, &a);
 }
 
-const pr_module_vt pr_batchnorm1d_vt = {"BatchNorm1d", bn_cfg, bn_fcfg, bn_forward, bn_init, NULL};
-const pr_module_vt pr_batchnorm2d_vt = {"BatchNorm2d", bn_cfg, bn_fcfg, bn_forward, bn_init, NULL};
+const pr_module_vt pr_batchnorm1d_vt = {"BatchNorm1d", bn_cfg, bn_fcfg, bn_forward, bn_init, NULL, NULL};
+const pr_module_vt pr_batchnorm2d_vt = {"BatchNorm2d", bn_cfg, bn_fcfg, bn_forward, bn_init, NULL, NULL};
 
 /* ---- activations ---- */
 static pr_tensor *relu_forward(pr_module *m, pr_tensor *x) { return pr_relu(x); }
@@ -226,13 +226,13 @@ static pr_tensor *logsoftmax_forward(pr_module *m, pr_tensor *x)
     return check_dim(m, x) < 0 ? NULL : pr_log_softmax(x, (int)m->cfg[0]);
 }
 
-const pr_module_vt pr_relu_vt = {"ReLU", NULL, NULL, relu_forward, NULL, NULL};
-const pr_module_vt pr_leakyrelu_vt = {"LeakyReLU", NULL, slope_fcfg, leaky_forward, leaky_init, NULL};
-const pr_module_vt pr_sigmoid_vt = {"Sigmoid", NULL, NULL, sigmoid_forward, NULL, NULL};
-const pr_module_vt pr_tanh_vt = {"Tanh", NULL, NULL, tanh_forward, NULL, NULL};
-const pr_module_vt pr_softmax_vt = {"Softmax", dim_cfg, NULL, softmax_forward, dim_init, NULL};
-const pr_module_vt pr_logsoftmax_vt = {"LogSoftmax", dim_cfg, NULL, logsoftmax_forward, dim_init, NULL};
-const pr_module_vt pr_identity_vt = {"Identity", NULL, NULL, identity_forward, NULL, NULL};
+const pr_module_vt pr_relu_vt = {"ReLU", NULL, NULL, relu_forward, NULL, NULL, NULL};
+const pr_module_vt pr_leakyrelu_vt = {"LeakyReLU", NULL, slope_fcfg, leaky_forward, leaky_init, NULL, NULL};
+const pr_module_vt pr_sigmoid_vt = {"Sigmoid", NULL, NULL, sigmoid_forward, NULL, NULL, NULL};
+const pr_module_vt pr_tanh_vt = {"Tanh", NULL, NULL, tanh_forward, NULL, NULL, NULL};
+const pr_module_vt pr_softmax_vt = {"Softmax", dim_cfg, NULL, softmax_forward, dim_init, NULL, NULL};
+const pr_module_vt pr_logsoftmax_vt = {"LogSoftmax", dim_cfg, NULL, logsoftmax_forward, dim_init, NULL, NULL};
+const pr_module_vt pr_identity_vt = {"Identity", NULL, NULL, identity_forward, NULL, NULL, NULL};
 
 /* ---- Dropout: fcfg p ---- */
 static const char *const p_fcfg[] = {"p", NULL};
@@ -252,7 +252,7 @@ static pr_tensor *dropout_forward(pr_module *m, pr_tensor *x)
     a.f[0] = m->fcfg[0];
     return pr_op_call(PR_OP_dropout, &x, 1, &a);
 }
-const pr_module_vt pr_dropout_vt = {"Dropout", NULL, p_fcfg, dropout_forward, dropout_init, NULL};
+const pr_module_vt pr_dropout_vt = {"Dropout", NULL, p_fcfg, dropout_forward, dropout_init, NULL, NULL};
 
 /* ---- Flatten: cfg start_dim (0-based, default 1) ---- */
 static const char *const flatten_cfg[] = {"start_dim", NULL};
@@ -273,7 +273,7 @@ static pr_tensor *flatten_forward(pr_module *m, pr_tensor *x)
         shape[s] *= x->shape[d];
     return pr_reshape(x, s + 1, shape);
 }
-const pr_module_vt pr_flatten_vt = {"Flatten", flatten_cfg, NULL, flatten_forward, dim_init, NULL};
+const pr_module_vt pr_flatten_vt = {"Flatten", flatten_cfg, NULL, flatten_forward, dim_init, NULL, NULL};
 
 /* ---- pooling: cfg kh, kw, stride_h, stride_w, pad_h, pad_w (stride defaults to kernel) ---- */
 static const char *const pool_cfg[] = {"kh", "kw", "stride_h", "stride_w", "pad_h", "pad_w", NULL};
@@ -291,18 +291,22 @@ static int pool_init(pr_module *m)
         return pr_error("%s: padding must be at most half the kernel size", m->vt->kind);
     return PR_OK;
 }
-static pr_tensor *pool_forward(pr_module *m, pr_tensor *x)
+/* relu: max pooling of relu(x) (see pr_module_vt.forward_after_relu) */
+static pr_tensor *pool_run(pr_module *m, pr_tensor *x, int relu)
 {
     if (x->ndim != 4) {
         char b[96];
         pr_error("%s: expected input [N,C,H,W], got %s", m->vt->kind, describe_shape(x, b, sizeof b));
         return NULL;
     }
-    pr_opargs a = {.ni = 6};
+    pr_opargs a = {.ni = 7};
     for (int i = 0; i < 6; i++)
         a.i[i] = m->cfg[i];
+    a.i[6] = relu;
     return pr_op_call(m->vt->kind[0] == 'M' ? PR_OP_max_pool2d : PR_OP_avg_pool2d, &x, 1, &a);
 }
+static pr_tensor *pool_forward(pr_module *m, pr_tensor *x) { return pool_run(m, x, 0); }
+static pr_tensor *maxpool_after_relu(pr_module *m, pr_tensor *x) { return pool_run(m, x, 1); }
 static pr_tensor *gap_forward(pr_module *m, pr_tensor *x)
 {
     if (x->ndim != 4) {
@@ -315,6 +319,7 @@ static pr_tensor *gap_forward(pr_module *m, pr_tensor *x)
     a.i[1] = a.i[3] = x->shape[3];
     return pr_op_call(PR_OP_avg_pool2d, &x, 1, &a);
 }
-const pr_module_vt pr_maxpool2d_vt = {"MaxPool2d", pool_cfg, NULL, pool_forward, pool_init, NULL};
-const pr_module_vt pr_avgpool2d_vt = {"AvgPool2d", pool_cfg, NULL, pool_forward, pool_init, NULL};
-const pr_module_vt pr_globalavgpool2d_vt = {"GlobalAvgPool2d", NULL, NULL, gap_forward, NULL, NULL};
+const pr_module_vt pr_maxpool2d_vt = {"MaxPool2d", pool_cfg, NULL, pool_forward, pool_init, NULL,
+                                      maxpool_after_relu};
+const pr_module_vt pr_avgpool2d_vt = {"AvgPool2d", pool_cfg, NULL, pool_forward, pool_init, NULL, NULL};
+const pr_module_vt pr_globalavgpool2d_vt = {"GlobalAvgPool2d", NULL, NULL, gap_forward, NULL, NULL, NULL};

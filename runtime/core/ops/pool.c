@@ -46,7 +46,8 @@ pr_tensor *pr_fwd_max_pool2d(pr_tensor *const *in, int nin, const pr_opargs *a, 
         pr_tensor_release(y);
         return NULL;
     }
-    pr_pool_max_forward(pr_tensor_f32(xc), pr_tensor_f32(y), am ? pr_tensor_i64(am) : NULL, &g);
+    pr_pool_max_forward(pr_tensor_f32(xc), pr_tensor_f32(y), am ? pr_tensor_i64(am) : NULL, &g,
+                        a->ni > 6 && a->i[6]);
     pr_tensor_release(xc);
     if (saved)
         saved[0] = am;
