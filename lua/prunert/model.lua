@@ -45,20 +45,13 @@ function model_io.save(model, path, meta, opts)
     return true
 end
 
--- pr.load(path) -> model, meta  (or nil and a message for a missing or damaged file).
+-- pr.load(path) -> model, meta, manifest  (or nil and a message for a missing or damaged file).
+-- The architecture, state, eval mode and plans are rebuilt in C (pr_model_load), as a C host
+-- loading the file through prunert_model_load gets them.
 function model_io.load(path)
-    local manifest, tensors = core.io.read_model_file(path)
-    if not manifest then return nil, tensors end
-    if manifest.format ~= FORMAT or type(manifest.architecture) ~= "table" then
-        return nil, path .. ": not a prunert model (a model-file container without a model manifest)"
-    end
-    local ok, model = pcall(nn.from_config, manifest.architecture)
-    if not ok then return nil, path .. ": " .. tostring(model) end
-    local ok2, err = pcall(model.load_state_dict, model, tensors)
-    if not ok2 then return nil, path .. ": " .. tostring(err) end
-    model:eval()
-    local ok3, err3 = pcall(optimize.restore, model, manifest.plans)
-    if not ok3 then return nil, path .. ": " .. tostring(err3) end
+    if type(path) ~= "string" then error("load: path must be a string", 2) end
+    local model, manifest = core.io.load_model(path)
+    if not model then return nil, manifest end
     return model, manifest.meta or {}, manifest
 end
 

@@ -225,63 +225,17 @@ function Module:state_dict()
     return sd
 end
 
-local function shape_str(t)
-    return "[" .. table.concat(t:shape(), ",") .. "]"
-end
-
--- Copies values in (the model's tensors stay the same objects, so optimizers keep working).
--- strict (default): a missing, extra or wrongly shaped entry is an error naming it. A PyTorch
--- state dict saved with np.savez(p, **{k: v.numpy() for k, v in m.state_dict().items()})
--- loads as pr.io.load_npz(p) into the same architecture built here (num_batches_tracked, which
--- prunert does not use, is ignored).
+-- Copies values in (the model's tensors stay the same objects, so optimizers keep working;
+-- execution plans pack themselves again). "<param>_mask" entries set masks. strict (default):
+-- a missing, extra or wrongly shaped entry is an error naming it. A PyTorch state dict saved
+-- with np.savez(p, **{k: v.numpy() for k, v in m.state_dict().items()}) loads as
+-- pr.io.load_npz(p) into the same architecture built here (num_batches_tracked, which prunert
+-- does not use, is ignored). The work is pr_module_load_state's, which model files use too.
 function Module:load_state_dict(sd, opts)
+    if type(sd) ~= "table" then error("load_state_dict: expected a table of tensors by name", 2) end
     local strict = not (opts and opts.strict == false)
-    local seen, problems = {}, {}
-    local function load(name, t, is_param)
-        local v = sd[name]
-        if v == nil then
-            if strict then problems[#problems + 1] = "missing entry '" .. name .. "'" end
-            return
-        end
-        seen[name] = true
-        if shape_str(v) ~= shape_str(t) then
-            problems[#problems + 1] = string.format("'%s' has shape %s, the model expects %s",
-                name, shape_str(v), shape_str(t))
-            return
-        end
-        t:copy_(v)
-        if is_param then
-            local mask = sd[name .. "_mask"]
-            if mask ~= nil then
-                seen[name .. "_mask"] = true
-                if shape_str(mask) ~= shape_str(t) then
-                    problems[#problems + 1] = string.format("'%s_mask' has shape %s, the model expects %s",
-                        name, shape_str(mask), shape_str(t))
-                else
-                    core.param_set_mask(t, mask)
-                end
-            end
-        end
-    end
-    for name, p in self:named_parameters() do load(name, p, true) end
-    for name, b in self:named_buffers() do load(name, b, false) end
-    if strict then
-        local extra = {}
-        for k in pairs(sd) do
-            -- PyTorch's BatchNorm counts its batches; prunert's momentum makes that count unused.
-            if not seen[k] and not k:match("num_batches_tracked$") then extra[#extra + 1] = k end
-        end
-        table.sort(extra)
-        for _, k in ipairs(extra) do problems[#problems + 1] = "unexpected entry '" .. k .. "'" end
-    end
-    if #problems > 0 then
-        error("load_state_dict: " .. table.concat(problems, "; "), 2)
-    end
-    -- An execution plan packs the weights it was made from: make it again from the new values.
-    for _, m in ipairs(self:modules()) do
-        local plan = m.exec and m:exec()
-        if plan and plan ~= "dense" then m:set_exec(plan) end
-    end
+    local ok, err = pcall(core.module_load_state, self, sd, strict)
+    if not ok then error(err, 2) end
     return self
 end
 
@@ -297,25 +251,12 @@ function Module:to_config()
     return cfg
 end
 
-local kinds = core.module_kinds()
-
 -- Rebuilds a module tree from to_config()'s output. Only known kinds and numeric options are
--- accepted, so a configuration read from a file can never run code.
+-- accepted, so a configuration read from a file can never run code (pr_module_from_config,
+-- which loading a model file uses too).
 function nn.from_config(cfg)
-    if type(cfg) ~= "table" or type(cfg.kind) ~= "string" or not kinds[cfg.kind] then
-        error("from_config: not a module configuration (kind " .. tostring(type(cfg) == "table" and cfg.kind) .. ")", 2)
-    end
-    local opts = {}
-    for k, v in pairs(cfg) do
-        if k ~= "kind" and k ~= "children" then
-            if type(v) ~= "number" then
-                error(string.format("from_config: %s option '%s' is not a number", cfg.kind, tostring(k)), 2)
-            end
-            if v == v then opts[k] = v end -- NaN means "not given"
-        end
-    end
-    local m = core.module_new(cfg.kind, opts)
-    for _, c in ipairs(cfg.children or {}) do m:add(nn.from_config(c)) end
+    local ok, m = pcall(core.io.module_from_config, cfg)
+    if not ok then error(m, 2) end
     return m
 end
 

@@ -286,6 +286,19 @@ static int set_protected(lua_State *L)
     return 0;
 }
 
+/* The element count of a host array of `ndim` dims `shape` into *numel: -1, or the index of
+ * the first dim that is negative or makes the float array larger than int64 can count. */
+static int host_numel(int ndim, const int64_t *shape, int64_t *numel)
+{
+    *numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || (shape[i] > 0 && *numel > INT64_MAX / (int64_t)sizeof(float) / shape[i]))
+            return i;
+        *numel *= shape[i];
+    }
+    return -1;
+}
+
 int prunert_set_tensor(prunert_state *S, const char *name, float *data, int ndim,
                        const int64_t *shape, int mode)
 {
@@ -300,13 +313,11 @@ int prunert_set_tensor(prunert_state *S, const char *name, float *data, int ndim
     if (mode != PRUNERT_BORROW && mode != PRUNERT_COPY)
         return set_error(S, PRUNERT_EINVAL, "prunert_set_tensor(%s): mode %d is neither "
                          "PRUNERT_BORROW nor PRUNERT_COPY", name, mode);
-    int64_t numel = 1;
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0 || (shape[i] > 0 && numel > INT64_MAX / (int64_t)sizeof(float) / shape[i]))
-            return set_error(S, PRUNERT_EINVAL, "prunert_set_tensor(%s): bad size %lld in dim %d",
-                             name, (long long)shape[i], i + 1);
-        numel *= shape[i];
-    }
+    int64_t numel;
+    int bad = host_numel(ndim, shape, &numel);
+    if (bad >= 0)
+        return set_error(S, PRUNERT_EINVAL, "prunert_set_tensor(%s): bad size %lld in dim %d",
+                         name, (long long)shape[bad], bad + 1);
     if (numel > 0 && !data)
         return set_error(S, PRUNERT_EINVAL, "prunert_set_tensor(%s): data is NULL", name);
 
@@ -429,4 +440,120 @@ void pr_open_threads(lua_State *L, int lib)
     lua_setfield(L, lib, "threads");
     lua_pushcfunction(L, threads_set);
     lua_setfield(L, lib, "set_threads");
+}
+
+/* ---- models (no Lua) ---- */
+
+#include "autograd.h"
+#include "io/io.h"
+#include "module.h"
+
+struct prunert_model {
+    pr_module *m;  /* owned reference */
+    char *meta;    /* owned JSON text */
+    char err[1024];
+};
+
+prunert_model *prunert_model_load(const char *path)
+{
+    open_error[0] = '\0';
+    const char *env = getenv("PRUNERT_THREADS");
+    if (env && *env)
+        pr_set_threads(0); /* 0 = the default, which reads PRUNERT_THREADS */
+    prunert_model *pm = calloc(1, sizeof *pm);
+    pr_json *manifest = NULL;
+    if (!pm) {
+        snprintf(open_error, sizeof open_error, "prunert_model_load: out of memory");
+        return NULL;
+    }
+    if (!(pm->m = pr_model_load(path, &manifest))) {
+        snprintf(open_error, sizeof open_error, "prunert_model_load: %s", pr_last_error());
+        free(pm);
+        return NULL;
+    }
+    const pr_json *meta = pr_json_object_get(manifest, "meta");
+    pm->meta = meta && meta->type == PR_JSON_OBJECT ? pr_json_encode(meta, 0, NULL) : NULL;
+    if (!pm->meta && (pm->meta = malloc(3)))
+        memcpy(pm->meta, "{}", 3);
+    pr_json_free(manifest);
+    if (!pm->meta) {
+        snprintf(open_error, sizeof open_error, "prunert_model_load: out of memory");
+        prunert_model_free(pm);
+        return NULL;
+    }
+    return pm;
+}
+
+static int64_t model_fail(prunert_model *pm, int64_t code, const char *fmt, ...) PR_PRINTF(3, 4);
+static int64_t model_fail(prunert_model *pm, int64_t code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pm->err, sizeof pm->err, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int64_t prunert_model_forward(prunert_model *pm, const float *in, int ndim, const int64_t *shape,
+                              float *out, size_t capacity, int64_t *shape_out, int *ndim_out)
+{
+    if (!pm)
+        return PRUNERT_EINVAL;
+    pm->err[0] = '\0';
+    if (ndim < 1 || ndim > PRUNERT_MAX_DIMS || ndim > PR_MAX_DIMS || !shape)
+        return model_fail(pm, PRUNERT_EINVAL, "prunert_model_forward: ndim %d is not in 1..%d, "
+                          "or shape is NULL", ndim, PRUNERT_MAX_DIMS);
+    int64_t numel;
+    int bad = host_numel(ndim, shape, &numel);
+    if (bad >= 0)
+        return model_fail(pm, PRUNERT_EINVAL, "prunert_model_forward: bad size %lld in dim %d",
+                          (long long)shape[bad], bad + 1);
+    if (numel > 0 && !in)
+        return model_fail(pm, PRUNERT_EINVAL, "prunert_model_forward: input is NULL");
+    /* The host's buffer, borrowed (no release callback) and only read by the forward. */
+    pr_tensor *x = pr_tensor_from_buffer(PR_FLOAT32, ndim, shape, (void *)in, NULL, NULL);
+    if (!x)
+        return model_fail(pm, PRUNERT_ENOMEM, "prunert_model_forward: %s", pr_last_error());
+    int prev = pr_set_grad_enabled(0);
+    pr_tensor *y = pr_module_forward(pm->m, x);
+    pr_set_grad_enabled(prev);
+    pr_tensor_release(x);
+    if (!y)
+        return model_fail(pm, PRUNERT_EINVAL, "prunert_model_forward: %s", pr_last_error());
+    if (ndim_out)
+        *ndim_out = y->ndim;
+    if (shape_out)
+        for (int i = 0; i < y->ndim; i++)
+            shape_out[i] = y->shape[i];
+    int64_t n = pr_tensor_numel(y);
+    if (out && (uint64_t)n > (uint64_t)capacity) {
+        pr_tensor_release(y);
+        return model_fail(pm, PRUNERT_ERANGE, "prunert_model_forward: the output has %lld "
+                          "elements, the buffer room for %zu", (long long)n, capacity);
+    }
+    if (!out) { /* the host asked for the size */
+        pr_tensor_release(y);
+        return n;
+    }
+    pr_tensor *c = pr_tensor_contiguous(y);
+    pr_tensor_release(y);
+    if (!c)
+        return model_fail(pm, PRUNERT_ENOMEM, "prunert_model_forward: %s", pr_last_error());
+    if (n > 0)
+        memcpy(out, pr_tensor_f32(c), (size_t)n * sizeof(float));
+    pr_tensor_release(c);
+    return n;
+}
+
+const char *prunert_model_error(const prunert_model *pm) { return pm ? pm->err : "no model"; }
+
+const char *prunert_model_meta(const prunert_model *pm) { return pm && pm->meta ? pm->meta : "{}"; }
+
+void prunert_model_free(prunert_model *pm)
+{
+    if (!pm)
+        return;
+    pr_module_release(pm->m);
+    free(pm->meta);
+    free(pm);
 }

@@ -9,6 +9,7 @@
 
 #include "bind.h"
 #include "io/io.h"
+#include "module.h"
 
 #define OWNED_MT "prunert.io.owned"
 #define JSON_ARRAY_MT "prunert.json.array"
@@ -473,6 +474,36 @@ static int io_read_model_file(lua_State *L)
     return 2;
 }
 
+/* core.module_from_config(cfg) -> module: pr_module_from_config on the table, through JSON. */
+static int io_module_from_config(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    char path[256] = "config", err[512] = "";
+    pr_json *v = to_json(L, 1, 0, path, sizeof path, err, sizeof err);
+    if (!v)
+        return luaL_error(L, "from_config: %s", err[0] ? err : pr_last_error());
+    pr_module *m = pr_module_from_config(v, "from_config");
+    pr_json_free(v);
+    if (!m)
+        return luaL_error(L, "%s", pr_last_error());
+    pr_lua_push_module(L, m);
+    return 1;
+}
+
+/* core.io.load_model(path) -> model, manifest  (or nil, message) */
+static int io_load_model(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    pr_json *manifest = NULL;
+    pr_module *m = pr_model_load(path, &manifest);
+    if (!m)
+        return fail(L);
+    pr_lua_push_module(L, m);
+    push_json(L, manifest);
+    pr_json_free(manifest);
+    return 2;
+}
+
 static void push_shape(lua_State *L, int ndim, const int64_t *shape)
 {
     lua_createtable(L, ndim, 0);
@@ -523,6 +554,7 @@ void pr_open_io(lua_State *L, int lib)
         {"read_idx", io_read_idx}, {"write_idx", io_write_idx},
         {"load_npz", io_load_npz}, {"save_npz", io_save_npz},
         {"write_model_file", io_write_model_file}, {"read_model_file", io_read_model_file},
+        {"load_model", io_load_model}, {"module_from_config", io_module_from_config},
         {"model_file_info", io_model_file_info}, {NULL, NULL}};
     static const luaL_Reg json_funcs[] = {
         {"encode", json_encode}, {"decode", json_decode}, {"array", json_array}, {NULL, NULL}};

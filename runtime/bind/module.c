@@ -71,6 +71,41 @@ static int module_new(lua_State *L)
     return 1;
 }
 
+/* core.module_load_state(m, {name = tensor, ...}, strict): pr_module_load_state; raises its
+ * message. */
+static int module_load_state(lua_State *L)
+{
+    pr_module *m = pr_lua_check_module(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int strict = lua_toboolean(L, 3);
+    int n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        lua_pop(L, 1);
+        n++;
+    }
+    /* arrays in a userdata, so an error below frees them; names are anchored by the table */
+    const char **names = lua_newuserdatauv(L, ((size_t)n + 1) * (sizeof *names + sizeof(pr_tensor *)), 0);
+    pr_tensor **tensors = (pr_tensor **)(names + n + 1);
+    int k = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            return luaL_error(L, "load_state_dict: keys must be names, got a %s", luaL_typename(L, -2));
+        pr_tensor *t = pr_lua_test_tensor(L, -1);
+        if (!t)
+            return luaL_error(L, "load_state_dict: '%s' is a %s, not a tensor", lua_tostring(L, -2),
+                              luaL_typename(L, -1));
+        names[k] = lua_tostring(L, -2);
+        tensors[k++] = t;
+        lua_pop(L, 1);
+    }
+    if (pr_module_load_state(m, k, names, tensors, strict) < 0)
+        return luaL_error(L, "%s", pr_last_error());
+    lua_settop(L, 1);
+    return 1;
+}
+
 static int module_add(lua_State *L)
 {
     pr_module *m = pr_lua_check_module(L, 1);
@@ -420,7 +455,7 @@ void pr_open_module(lua_State *L, int lib)
                                     {"__call", module_call}, {"__tostring", module_tostring},
                                     {NULL, NULL}};
     static const luaL_Reg funcs[] = {
-        {"module_new", module_new}, {"module_kinds", module_kinds}, {"param_set_mask", param_set_mask},
+        {"module_load_state", module_load_state}, {"module_new", module_new}, {"module_kinds", module_kinds}, {"param_set_mask", param_set_mask},
         {"param_mask", param_mask}, {"param_apply_mask", param_apply_mask},
         {"sgd_step", optim_sgd_step}, {"adam_step", optim_adam_step},
         {"cross_entropy", loss_cross_entropy}, {"nll_loss", loss_nll}, {"mse_loss", loss_mse},

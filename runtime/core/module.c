@@ -3,11 +3,13 @@
 #include "module.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "autograd.h"
+#include "error.h"
 #include "prune/prune.h"
 
 /* Kinds, defined in modules/layers.c and modules/containers.c. */
@@ -284,6 +286,127 @@ int pr_module_walk(pr_module *m, pr_module_visit_fn fn, void *ctx)
 {
     char path[512] = "";
     return walk(m, path, 0, sizeof path, fn, ctx);
+}
+
+/* ---- pr_module_load_state ---- */
+
+typedef struct {
+    int count, strict, params; /* params: this walk loads parameters (else buffers) */
+    const char *const *names;
+    pr_tensor *const *tensors;
+    char *seen;
+    char msg[1024];            /* the problems, "; "-separated (truncated past its size) */
+} load_ctx;
+
+static void load_problem(load_ctx *c, const char *fmt, ...) PR_PRINTF(2, 3);
+static void load_problem(load_ctx *c, const char *fmt, ...)
+{
+    size_t len = strlen(c->msg);
+    if (len && len + 2 < sizeof c->msg) {
+        strcpy(c->msg + len, "; ");
+        len += 2;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->msg + len, sizeof c->msg - len, fmt, ap);
+    va_end(ap);
+}
+
+static int load_find(const load_ctx *c, const char *name)
+{
+    for (int i = 0; i < c->count; i++)
+        if (strcmp(c->names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+/* Marks entry i seen; whether its shape is t's (else notes the problem). */
+static int load_shape_ok(load_ctx *c, int i, const pr_tensor *t)
+{
+    char a[96], b[96];
+    c->seen[i] = 1;
+    if (pr_tensor_same_shape(c->tensors[i], t))
+        return 1;
+    load_problem(c, "'%s' has shape %s, the model expects %s", c->names[i],
+                 pr_tensor_shape_str(c->tensors[i], a, sizeof a), pr_tensor_shape_str(t, b, sizeof b));
+    return 0;
+}
+
+/* Loads one tensor `name` into t; for a parameter also "<name>_mask". */
+static int load_one(load_ctx *c, const char *name, pr_tensor *t)
+{
+    char mname[600];
+    int i = load_find(c, name);
+    if (i < 0) {
+        if (c->strict)
+            load_problem(c, "missing entry '%s'", name);
+        return PR_OK;
+    }
+    if (!load_shape_ok(c, i, t))
+        return PR_OK;
+    if (pr_tensor_copy_(t, c->tensors[i]) < 0)
+        return PR_EINVAL;
+    if (!c->params || (size_t)snprintf(mname, sizeof mname, "%s_mask", name) >= sizeof mname ||
+        (i = load_find(c, mname)) < 0)
+        return PR_OK;
+    return load_shape_ok(c, i, t) ? pr_param_set_mask(t, c->tensors[i]) : PR_OK;
+}
+
+static int load_visit(pr_module *m, const char *path, void *ctx)
+{
+    load_ctx *c = ctx;
+    int n = c->params ? m->nparams : m->nbuffers;
+    for (int k = 0; k < n; k++) {
+        const char *local = c->params ? m->param_names[k] : m->buffer_names[k];
+        char name[560];
+        if ((size_t)snprintf(name, sizeof name, "%s%s%s", path, *path ? "." : "", local) >= sizeof name)
+            return pr_error("load_state_dict: name too long under '%s'", path);
+        int rc = load_one(c, name, c->params ? m->params[k] : m->buffers[k]);
+        if (rc < 0)
+            return rc;
+    }
+    return PR_OK;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int pr_module_load_state(pr_module *m, int count, const char *const *names,
+                         pr_tensor *const *tensors, int strict)
+{
+    load_ctx c = { .count = count, .strict = strict, .params = 1, .names = names, .tensors = tensors };
+    if (count < 0 || (count > 0 && (!names || !tensors)))
+        return pr_error("load_state_dict: bad entry list");
+    if (!(c.seen = calloc((size_t)count + 1, 1)))
+        return pr_error_code(PR_ENOMEM, "load_state_dict: out of memory");
+    int rc = pr_module_walk(m, load_visit, &c);
+    c.params = 0;
+    if (rc == PR_OK)
+        rc = pr_module_walk(m, load_visit, &c);
+    if (rc == PR_OK && strict) {
+        const char **extra = malloc(((size_t)count + 1) * sizeof *extra);
+        int n = 0;
+        static const char tail[] = "num_batches_tracked";
+        for (int i = 0; extra && i < count; i++) {
+            size_t len = strlen(names[i]);
+            if (!c.seen[i] && !(len >= sizeof tail - 1 && !strcmp(names[i] + len - (sizeof tail - 1), tail)))
+                extra[n++] = names[i];
+        }
+        if (extra) {
+            qsort(extra, (size_t)n, sizeof *extra, cmp_names);
+            for (int i = 0; i < n; i++)
+                load_problem(&c, "unexpected entry '%s'", extra[i]);
+        } else {
+            rc = pr_error_code(PR_ENOMEM, "load_state_dict: out of memory");
+        }
+        free(extra);
+    }
+    free(c.seen);
+    if (rc == PR_OK && c.msg[0])
+        rc = pr_error("load_state_dict: %s", c.msg);
+    return rc;
 }
 
 static pr_tensor *clone_with_mask(pr_tensor *t)

@@ -113,6 +113,15 @@ pr_tensor *pr_module_buffer(pr_module *m, const char *name);            /* borro
 typedef int (*pr_module_visit_fn)(pr_module *m, const char *path, void *ctx);
 int pr_module_walk(pr_module *m, pr_module_visit_fn fn, void *ctx);
 
+/* Copies a state dict (names[i] -> tensors[i], count entries, borrowed) into m's parameters
+ * and buffers by dotted name, as PyTorch's load_state_dict: values are copied into the
+ * existing tensors (converted to their dtype), an entry "<param>_mask" sets that parameter's
+ * mask. strict: a missing entry, an extra one (but PyTorch's "*num_batches_tracked") or a
+ * wrongly shaped one is an error that lists them all ("load_state_dict: ...; ..."); what did
+ * match is loaded all the same. Not strict: only wrong shapes are errors. */
+int pr_module_load_state(pr_module *m, int count, const char *const *names,
+                         pr_tensor *const *tensors, int strict);
+
 /* A deep copy: same structure, cloned parameters, buffers and masks. */
 pr_module *pr_module_clone(pr_module *m);
 

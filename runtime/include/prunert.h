@@ -96,8 +96,31 @@ void prunert_set_threads(int n);
 int prunert_threads(void);
 
 /* ---- models (inference without Lua) ----
- * Reserved: loading a saved model file and calling its forward from C will be declared here
- * (prunert_model_load / prunert_model_forward / prunert_model_free). */
+ * A model file written by pr.save, loaded and run from C with no Lua state: the architecture,
+ * parameters, masks and the execution plans pr.optimize chose, in eval mode. One model may be
+ * used by one thread at a time; separate models are independent. */
+typedef struct prunert_model prunert_model;
+
+/* Loads `path` (borrowed). A new model (free with prunert_model_free), or NULL for a missing,
+ * damaged, foreign or newer file, with the reason in prunert_error(NULL). Applies
+ * PRUNERT_THREADS when set. */
+prunert_model *prunert_model_load(const char *path);
+/* Runs the model's forward (no gradient) on `in`, a float32 row-major array of `ndim` dims of
+ * sizes `shape` (all borrowed; `in` is only read). The output's dims go to ndim_out and
+ * shape_out (room for PRUNERT_MAX_DIMS; either may be NULL) and its values to `out` when
+ * `out` has room for them (`capacity` floats). Returns the number of output elements, or a
+ * negative PRUNERT_* code with the reason in prunert_model_error(m): PRUNERT_EINVAL for bad
+ * arguments or an input the model does not take (the message names the layer and shapes),
+ * PRUNERT_ERANGE when `out` is too small (shape_out/ndim_out are filled all the same, so a
+ * call with out = NULL returns the size and writes nothing), PRUNERT_ENOMEM. */
+int64_t prunert_model_forward(prunert_model *m, const float *in, int ndim, const int64_t *shape,
+                              float *out, size_t capacity, int64_t *shape_out, int *ndim_out);
+/* The last failure's message for m ("" after a success), owned by m. */
+const char *prunert_model_error(const prunert_model *m);
+/* The metadata table saved with the model (pr.save's `meta`), as JSON text owned by m. */
+const char *prunert_model_meta(const prunert_model *m);
+/* Frees the model. NULL is allowed. */
+void prunert_model_free(prunert_model *m);
 
 /* ---- Lua access ---- */
 

@@ -1,6 +1,7 @@
 /* test_capi.c: the embedding API (include/prunert.h): its error paths first (bad scripts,
  * missing globals, small buffers, bad arguments, using a state after an error), then the
  * borrow/copy contract and the Lua stack staying balanced. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,6 +218,91 @@ static void test_two_states(void)
     prunert_close(NULL);
 }
 
+/* A model saved from Lua (pruned, one layer on a sparse plan, with metadata), loaded and run
+ * from C without Lua: the same outputs as the Lua model, its metadata, and its errors. */
+static void test_model(void)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/prunert_capi_%d.prunert", (int)getpid());
+    char lua[2048];
+    snprintf(lua, sizeof lua,
+             "local pr = require 'prunert'\n"
+             "pr.seed(7)\n"
+             "local m = pr.nn.Sequential(pr.nn.Conv2d(1, 4, 3), pr.nn.ReLU(), pr.nn.MaxPool2d(2),\n"
+             "    pr.nn.Flatten(), pr.nn.Linear(4 * 3 * 3, 6), pr.nn.ReLU(), pr.nn.Linear(6, 3))\n"
+             "pr.prune.apply(m, {criterion = 'l1', amount = 0.5, scope = 'global'})\n"
+             "m:eval()\n"
+             "m:children()[5]:set_exec('csr')\n"
+             "model_in = pr.randn(5, 1, 8, 8)\n"
+             "model_out = pr.no_grad(function() return m(model_in) end)\n"
+             "assert(pr.save(m, '%s', {note = 'from test_capi', epochs = 3}))\n", path);
+    CHECK_MSG(prunert_run_string(S, lua) == PRUNERT_OK, "%s", prunert_error(S));
+    float in[5 * 64], want[15], got[15];
+    int64_t shape[PRUNERT_MAX_DIMS];
+    int nd = 0;
+    CHECK(prunert_get_tensor(S, "model_in", in, 5 * 64, shape, &nd) == 5 * 64 && nd == 4);
+    CHECK(prunert_get_tensor(S, "model_out", want, 15, NULL, NULL) == 15);
+
+    prunert_model *m = prunert_model_load(path);
+    CHECK_MSG(m != NULL, "%s", prunert_error(NULL));
+    if (m) {
+        int64_t oshape[PRUNERT_MAX_DIMS] = {0};
+        int ond = 0;
+        CHECK(prunert_model_forward(m, in, 4, shape, NULL, 0, oshape, &ond) == 15);
+        CHECK(ond == 2 && oshape[0] == 5 && oshape[1] == 3);
+        CHECK(prunert_model_forward(m, in, 4, shape, got, 15, NULL, NULL) == 15);
+        double err = 0.0;
+        for (int i = 0; i < 15; i++)
+            err = fabs(got[i] - want[i]) > err ? fabs(got[i] - want[i]) : err;
+        CHECK_MSG(err <= 1e-6, "C forward differs from Lua's by %g", err);
+        CHECK(strcmp(prunert_model_error(m), "") == 0);
+        CHECK_MSG(contains(prunert_model_meta(m), "\"note\":\"from test_capi\"") &&
+                  contains(prunert_model_meta(m), "\"epochs\":3"), "%s", prunert_model_meta(m));
+        /* too small a buffer: ERANGE, the shape filled all the same */
+        oshape[0] = 0;
+        CHECK(prunert_model_forward(m, in, 4, shape, got, 14, oshape, NULL) == PRUNERT_ERANGE);
+        CHECK(oshape[0] == 5 && contains(prunert_model_error(m), "buffer room for 14"));
+        /* an input the model does not take names the layer and the shapes */
+        int64_t bad[4] = { 5, 2, 8, 8 };
+        CHECK(prunert_model_forward(m, in, 4, bad, got, 15, NULL, NULL) == PRUNERT_EINVAL);
+        CHECK_MSG(contains(prunert_model_error(m), "Conv2d") &&
+                  contains(prunert_model_error(m), "[5,2,8,8]"), "%s", prunert_model_error(m));
+        CHECK(prunert_model_forward(m, NULL, 4, shape, got, 15, NULL, NULL) == PRUNERT_EINVAL);
+        CHECK(prunert_model_forward(m, in, 0, shape, got, 15, NULL, NULL) == PRUNERT_EINVAL);
+        /* and it still works after errors */
+        CHECK(prunert_model_forward(m, in, 4, shape, got, 15, NULL, NULL) == 15 && got[0] == want[0]);
+        prunert_model_free(m);
+    }
+    prunert_model_free(NULL);
+
+    /* a missing file, a cut one, a file that is not a model */
+    CHECK(prunert_model_load("/nonexistent/x.prunert") == NULL);
+    CHECK_MSG(contains(prunert_error(NULL), "/nonexistent/x.prunert"), "%s", prunert_error(NULL));
+    FILE *f = fopen(path, "rb");
+    char buf[65536];
+    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (f)
+        fclose(f);
+    CHECK(n > 100 && n < sizeof buf);
+    f = fopen(path, "wb");
+    if (f) {
+        fwrite(buf, 1, n - 40, f);
+        fclose(f);
+    }
+    CHECK(prunert_model_load(path) == NULL);
+    CHECK_MSG(contains(prunert_error(NULL), path), "%s", prunert_error(NULL));
+    snprintf(lua, sizeof lua,
+             "local pr = require 'prunert'\n"
+             "assert(pr.core.io.write_model_file('%s', {format = 'other'}, {}))\n", path);
+    if (prunert_run_string(S, lua) == PRUNERT_OK) {
+        CHECK(prunert_model_load(path) == NULL);
+        CHECK_MSG(contains(prunert_error(NULL), "not a prunert model"), "%s", prunert_error(NULL));
+    } else {
+        CHECK_MSG(0, "%s", prunert_error(S));
+    }
+    remove(path);
+}
+
 int main(void)
 {
     S = prunert_open();
@@ -235,6 +321,7 @@ int main(void)
     RUN(test_stack_balanced);
     RUN(test_threads);
     RUN(test_two_states);
+    RUN(test_model);
     prunert_close(S);
     return CHECK_DONE();
 }

@@ -228,6 +228,19 @@ typedef struct pr_mfile_chunk_info {
  * `prunert info`. *chunks is malloc'd, owned by the caller (free). *version gets the file's. */
 int pr_mfile_info(const char *path, uint32_t *version, pr_mfile_chunk_info **chunks, int *count);
 
+/* ======================================================================== models */
+
+struct pr_module;
+/* A module tree from a configuration tree as Module:to_config writes it: {"kind": name,
+ * option: number (null = the kind's default), ..., "children": [...]}. Only known kinds and
+ * numeric options: nothing in it runs. `what` names the source in messages. New module or NULL. */
+struct pr_module *pr_module_from_config(const pr_json *cfg, const char *what);
+/* Loads a model file written by pr.save: the architecture from the manifest, the state
+ * (parameters, buffers, masks; strict), eval mode, and the execution plans pr.optimize
+ * recorded. Returns a new module, or NULL with a message naming the file and what is wrong.
+ * *manifest (may be NULL) gets the parsed manifest, owned by the caller (pr_json_free). */
+struct pr_module *pr_model_load(const char *path, pr_json **manifest);
+
 /* ======================================================================== shared by the io files */
 
 /* Little-endian loads and stores, independent of the host's byte order. */
