@@ -3,12 +3,17 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char last_error[512];
 
+/* Formatted aside first: a message may wrap the previous one (pr_error("%s: %s", path,
+ * pr_last_error())), and vsnprintf must not read the buffer it writes. */
 static void set_message(const char *fmt, va_list ap)
 {
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    char buf[sizeof last_error];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    memcpy(last_error, buf, sizeof buf);
 }
 
 int pr_error(const char *fmt, ...)

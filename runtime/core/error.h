@@ -18,8 +18,9 @@
 /* Statuses returned by core functions that return int. */
 enum { PR_OK = 0, PR_EINVAL = -1, PR_ENOMEM = -2, PR_EIO = -3, PR_EFORMAT = -4 };
 
-/* Sets the current thread's message (printf-style, truncated to 512 bytes). Returns PR_EINVAL
- * so a failing function can `return pr_error(...)`. */
+/* Sets the current thread's message (printf-style, truncated to 512 bytes); it may quote the
+ * previous one (pr_last_error() as an argument). Returns PR_EINVAL so a failing function can
+ * `return pr_error(...)`. */
 int pr_error(const char *fmt, ...) PR_PRINTF(1, 2);
 /* Like pr_error but with an explicit status to return. */
 int pr_error_code(int code, const char *fmt, ...) PR_PRINTF(2, 3);
