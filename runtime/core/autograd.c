@@ -1,8 +1,10 @@
 /* autograd.c: op dispatch from ops.def, node recording, and the reverse pass (see autograd.h). */
 #include "autograd.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 const pr_op_info pr_ops[PR_OP_COUNT] = {
 #define PR_OP(name, arity, file) { #name, arity, pr_fwd_##name, pr_bwd_##name },
@@ -11,6 +13,45 @@ const pr_op_info pr_ops[PR_OP_COUNT] = {
 };
 
 static _Thread_local int grad_disabled;
+
+/* ---- PRUNERT_PROFILE=1: wall time per op, forward and backward, printed to stderr at exit.
+ * For finding where an epoch goes (it is how the direct first conv was found). Totals are
+ * kept per process; ops called from several threads at once would mix their times. ---- */
+static int profile_on = -1;
+static double prof_fwd[PR_OP_COUNT], prof_bwd[PR_OP_COUNT];
+static long prof_calls[PR_OP_COUNT];
+
+static double prof_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void prof_report(void)
+{
+    double total = 0.0;
+    for (int i = 0; i < PR_OP_COUNT; i++)
+        total += prof_fwd[i] + prof_bwd[i];
+    fprintf(stderr, "prunert profile (PRUNERT_PROFILE): seconds per op\n%-16s %9s %10s %10s %6s\n",
+            "op", "calls", "forward", "backward", "share");
+    for (int i = 0; i < PR_OP_COUNT; i++)
+        if (prof_calls[i])
+            fprintf(stderr, "%-16s %9ld %10.3f %10.3f %5.1f%%\n", pr_ops[i].name, prof_calls[i],
+                    prof_fwd[i], prof_bwd[i], total > 0 ? 100.0 * (prof_fwd[i] + prof_bwd[i]) / total : 0.0);
+    fprintf(stderr, "%-16s %9s %21.3f\n", "total", "", total);
+}
+
+static int profiling(void)
+{
+    if (profile_on < 0) {
+        const char *e = getenv("PRUNERT_PROFILE");
+        profile_on = e && *e && strcmp(e, "0") != 0;
+        if (profile_on)
+            atexit(prof_report);
+    }
+    return profile_on;
+}
 
 int pr_grad_enabled(void) { return !grad_disabled; }
 
@@ -107,7 +148,12 @@ pr_tensor *pr_op_call(pr_op_id id, pr_tensor *const *in, int nin, const pr_oparg
         for (int k = 0; k < nin; k++)
             record |= in[k]->requires_grad;
     pr_tensor *saved[PR_MAX_SAVED] = {0};
+    double t0 = profiling() ? prof_now() : 0.0;
     pr_tensor *out = op->forward(in, nin, a, record ? saved : NULL);
+    if (profile_on) {
+        prof_fwd[id] += prof_now() - t0;
+        prof_calls[id]++;
+    }
     if (!out || !record) {
         for (int k = 0; k < PR_MAX_SAVED; k++)
             pr_tensor_release(saved[k]);
@@ -296,7 +342,10 @@ int pr_backward(pr_tensor *root, pr_tensor *grad)
             rc = PR_ENOMEM;
             break;
         }
+        double t0 = profiling() ? prof_now() : 0.0;
         rc = pr_ops[n->op].backward(n, gout, gv);
+        if (profile_on)
+            prof_bwd[n->op] += prof_now() - t0;
         for (int k = 0; k < n->nin; k++) {
             pr_tensor *x = n->in[k];
             if (rc == PR_OK && gv[k] && x->requires_grad) {

@@ -58,6 +58,20 @@ describe("prunert program", function()
         assert.are.equal(out, out2)
     end)
 
+    it("prints seconds per op at exit with PRUNERT_PROFILE=1, and nothing without it", function()
+        local code = [[local pr = require "prunert"
+local m = pr.nn.Sequential(pr.nn.Conv2d(1, 4, 3), pr.nn.ReLU(), pr.nn.Flatten(), pr.nn.Linear(4 * 6 * 6, 2))
+m(pr.randn(3, 1, 8, 8)):sum():backward()]]
+        local _, err, status = prunert("-e " .. q(code), nil, "PRUNERT_PROFILE=1")
+        assert.are.equal(0, status)
+        assert.matches("prunert profile", err)
+        assert.matches("\nconv2d +1 +[%d.]+ +[%d.]+ +[%d.]+%%", err)
+        assert.matches("\nlinear +1 ", err)
+        assert.matches("\ntotal ", err)
+        local _, err0 = prunert("-e " .. q(code))
+        assert.are.equal("", err0)
+    end)
+
     it("prints usage on --help and exits 0", function()
         local out, _, code = prunert("--help")
         assert.are.equal(0, code)
