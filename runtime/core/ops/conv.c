@@ -227,17 +227,14 @@ int pr_bwd_conv2d(const pr_node *n, pr_tensor *gout, pr_tensor **gin)
             pr_conv_depthwise_backward_input(gy, pr_tensor_f32(gx), pr_tensor_f32(wc), &g);
         if (need_w)
             pr_conv_depthwise_backward_weight(pr_tensor_f32(xc), gy, pr_tensor_f32(gw), &g);
-    } else if (need_x || need_w || need_b) {
-        if ((need_w || need_b) && pr_conv_direct_ok(&g)) {
-            /* the direct kernels' weight gradient; the GEMM loop below does the input's */
-            if ((!xc && !(xc = pr_tensor_contiguous(n->in[0]))) ||
-                !(buf = scratch_get(pr_conv_direct_scratch(&g, 1))))
-                goto done;
-            pr_conv_direct_backward_weight(pr_tensor_f32(xc), gy,
-                                           need_w ? pr_tensor_f32(gw) : NULL,
-                                           need_b ? pr_tensor_f32(gb) : NULL, buf, &g);
-            need_w = need_b = 0;
-        }
+    } else if ((need_w || need_b) && pr_conv_direct_ok(&g)) {
+        /* the direct kernels' weight gradient; the GEMM loop below does the input's */
+        if ((!xc && !(xc = pr_tensor_contiguous(n->in[0]))) ||
+            !(buf = scratch_get(pr_conv_direct_scratch(&g, 1))))
+            goto done;
+        pr_conv_direct_backward_weight(pr_tensor_f32(xc), gy, need_w ? pr_tensor_f32(gw) : NULL,
+                                       need_b ? pr_tensor_f32(gb) : NULL, buf, &g);
+        need_w = need_b = 0;
     }
     if (!is_depthwise(&g) && (need_x || need_w || need_b)) {
         int64_t chunk = conv_chunk(&g);
